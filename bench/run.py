@@ -1,0 +1,914 @@
+#!/usr/bin/env python3
+"""Benchmark trio-http against hypercorn (trio worker), uvicorn (h11, asyncio) and nginx.
+
+Standard library only; the load generators are ``wrk`` and ``curl`` (Debian packages).
+Run it with the interpreter of the venv that holds the servers (see bench/README.md):
+
+    bench/.venv/bin/python bench/run.py [--quick] [--only SCENARIO] [--servers a,b]
+
+Every server is pinned to CPU 0 and the load generator (and this runner) to CPU 1.
+Results are printed as a Markdown table of medians and saved as JSON in bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import gzip
+import http.client
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import random
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+RESULTS_DIR = BENCH_DIR / "results"
+HOST = "127.0.0.1"
+SERVER_CPU = 0
+CLIENT_CPU = 1
+KEEP_ALIVE_S = 300  # generous keep-alive timeout for every server, so idle connections survive
+INSTALL_HINT = "apt-get update && apt-get install -y wrk nginx curl"
+REQUIREMENTS_HINT = "pip install -r bench/requirements.txt"
+TRIO_HTTP = "trio-http"
+Runs = dict[str, float]
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass(frozen=True)
+class Config:
+    duration: int  # seconds per wrk measurement
+    warmup: int  # seconds of wrk warm-up per server and scenario (0: a few requests only)
+    repeat: int
+    connections: int
+    idle_connections: int
+    upload_mib: int
+    data_dir: Path
+    python: str
+    pin: bool
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    @property
+    def upload_source(self) -> Path:
+        return self.data_dir / f"upload-src-{self.upload_mib}m.bin"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    unit: str
+    higher_is_better: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.unit} {'↑' if self.higher_is_better else '↓'}"
+
+
+REQS = Metric("rps", "req/s", True)
+MBPS = Metric("mbps", "MB/s", True)
+PEAK_RSS = Metric("peak_rss_mib", "peak RSS MiB", False)
+RSS_GROWTH = Metric("rss_growth_mib", "RSS growth MiB", False)
+KIB_PER_CONN = Metric("kib_per_conn", "KiB/idle conn", False)
+HELD_LATENCY = Metric("latency_ms", "ms/request with idle conns held", False)
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    module: str | None  # Python module that must be importable, None for nginx
+    static_only: bool  # only serves the static-file scenarios
+    command: Callable[[Config, int, Path], list[str]]
+
+
+def trio_http_command(cfg: Config, port: int, tmp: Path) -> list[str]:
+    cmd = [cfg.python, "-m", "trio_http", "serve", "--host", HOST, "--port", str(port)]
+    cmd += ["--directory", str(cfg.files_dir), "--no-access-log"]
+    help_text = subprocess.run(
+        [cfg.python, "-m", "trio_http", "serve", "--help"], capture_output=True, text=True
+    ).stdout
+    if "--keep-alive-timeout" in help_text:
+        cmd += ["--keep-alive-timeout", str(KEEP_ALIVE_S)]
+    return cmd
+
+
+def hypercorn_command(cfg: Config, port: int, tmp: Path) -> list[str]:
+    # workers = 0 serves from the hypercorn process itself (no supervisor process), like
+    # uvicorn's default. keep_alive_max_requests would otherwise reconnect every 1000 requests.
+    conf = tmp / f"hypercorn-{port}.toml"
+    conf.write_text(
+        f'bind = ["{HOST}:{port}"]\nworker_class = "trio"\nworkers = 0\nbacklog = 4096\n'
+        f"keep_alive_timeout = {KEEP_ALIVE_S}\nkeep_alive_max_requests = 1000000000\n"
+        'loglevel = "WARNING"\n'
+    )
+    return [cfg.python, "-m", "hypercorn", "--config", str(conf), "asgi_app:app"]
+
+
+def uvicorn_command(cfg: Config, port: int, tmp: Path) -> list[str]:
+    return [
+        cfg.python, "-m", "uvicorn", "asgi_app:app", "--host", HOST, "--port", str(port),
+        "--http", "h11", "--loop", "asyncio", "--no-access-log", "--log-level", "warning",
+        "--backlog", "4096", "--timeout-keep-alive", str(KEEP_ALIVE_S),
+    ]  # fmt: skip
+
+
+def nginx_command(cfg: Config, port: int, tmp: Path) -> list[str]:
+    prefix = tmp / f"nginx-{port}"
+    prefix.mkdir()
+    temp_paths = "\n".join(
+        f"    {kind}_temp_path {prefix / kind};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {prefix / "nginx.pid"};
+error_log {prefix / "error.log"} warn;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout {KEEP_ALIVE_S}s;
+    keepalive_requests 1000000000;
+    default_type application/octet-stream;
+{temp_paths}
+    server {{
+        listen {HOST}:{port} backlog=4096;
+        location = / {{ return 200 ""; }}
+        location /files/ {{ alias {cfg.files_dir}/; }}
+    }}
+}}
+""")
+    return ["nginx", "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log")]
+
+
+SERVERS = {
+    spec.name: spec
+    for spec in (
+        ServerSpec(TRIO_HTTP, "trio_http", False, trio_http_command),
+        ServerSpec("hypercorn", "hypercorn", False, hypercorn_command),
+        ServerSpec("uvicorn", "uvicorn", False, uvicorn_command),
+        ServerSpec("nginx", None, True, nginx_command),
+    )
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def pinned(cpu: int, cmd: list[str], cfg: Config) -> list[str]:
+    return ["taskset", "-c", str(cpu), *cmd] if cfg.pin else cmd
+
+
+def start_server(spec: ServerSpec, cfg: Config, tmp: Path, running: list[Server]) -> Server:
+    port = free_port()
+    log = tmp / f"{spec.name}-{port}.log"
+    env = {**os.environ, "BENCH_DATA_DIR": str(cfg.files_dir), "PYTHONPATH": str(BENCH_DIR)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            pinned(SERVER_CPU, spec.command(cfg, port, tmp), cfg),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            cwd=BENCH_DIR, env=env, start_new_session=True,  # own process group = its PID
+        )  # fmt: skip
+    server = Server(spec.name, port, proc, log)
+    running.append(server)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{spec.name} exited ({proc.returncode}):\n{tail(log)}")
+        with contextlib.suppress(OSError):
+            if http_get(server, "/")[0] == 200:
+                return server
+        time.sleep(0.05)
+    raise RuntimeError(f"{spec.name} did not answer on port {port} within 30 s:\n{tail(log)}")
+
+
+def stop_server(server: Server, running: list[Server]) -> None:
+    """Stop the server's whole process group: SIGTERM, then SIGKILL after 5 s."""
+    if server in running:
+        running.remove(server)
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.proc.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.proc.wait(timeout=wait)
+            with contextlib.suppress(ProcessLookupError):  # leftover children
+                os.killpg(server.proc.pid, signal.SIGKILL)
+            return
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- measuring memory
+
+
+def process_group(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()  # state ppid pgrp ...
+        if int(fields[2]) == pgid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def status_kib(pid: int, key: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_kib(server: Server) -> int:
+    return sum(status_kib(pid, "VmRSS") for pid in process_group(server.proc.pid))
+
+
+class PeakRss:
+    """Peak RSS of a server's process tree while the block runs: polls VmRSS every 5 ms and,
+    where the peak could be reset (``clear_refs``), also reads the kernel's VmHWM."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._hwm_reset = False
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak_kib = max(self.peak_kib, rss_kib(self.server))
+
+    def __enter__(self) -> PeakRss:
+        try:
+            for pid in process_group(self.server.proc.pid):
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+            self._hwm_reset = True
+        except OSError:
+            pass
+        self.peak_kib = rss_kib(self.server)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self._hwm_reset:
+            hwm = sum(status_kib(pid, "VmHWM") for pid in process_group(self.server.proc.pid))
+            self.peak_kib = max(self.peak_kib, hwm)
+
+
+# --------------------------------------------------------------------------- clients
+
+
+def http_get(
+    server: Server, path: str, headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection(HOST, server.port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, body
+    finally:
+        conn.close()
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def parse_wrk(output: str) -> Runs:
+    """Requests/sec, latency percentiles (ms) and error counts from wrk's text output."""
+    match = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
+    if not match:
+        raise RuntimeError(f"could not parse wrk output:\n{output}")
+    runs: Runs = {"rps": float(match[1])}
+    for pct, value, unit in re.findall(
+        r"^\s+(50|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", output, re.M
+    ):
+        runs[f"p{pct}_ms"] = float(value) * _UNITS[unit]
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    runs["errors"] = float(sum(map(int, socket_errors.groups()))) if socket_errors else 0.0
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    runs["non_2xx"] = float(non2xx[1]) if non2xx else 0.0
+    return runs
+
+
+def run_wrk(
+    cfg: Config, url: str, connections: int, duration: int, headers: tuple[str, ...]
+) -> Runs:
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    for header in headers:
+        cmd += ["-H", header]
+    out = subprocess.run(
+        pinned(CLIENT_CPU, [*cmd, url], cfg), capture_output=True, text=True, check=True
+    )
+    return parse_wrk(out.stdout)
+
+
+def run_curl(cfg: Config, args: list[str]) -> tuple[int, float, float]:
+    """Run curl; return (HTTP status, bytes transferred, seconds)."""
+    cmd = ["curl", "-sS", "-o", "/dev/null", "--max-time", "600", *args]
+    out = subprocess.run(pinned(CLIENT_CPU, cmd, cfg), capture_output=True, text=True, check=True)
+    code, size, seconds = out.stdout.split()
+    return int(code), float(size), float(seconds)
+
+
+def raw_request(port: int) -> bytes:
+    return f"GET / HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode()
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """Read one response to ``GET /`` (empty body: the head is the whole response)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError("connection closed before the response ended")
+        data += chunk
+    return data
+
+
+def timed_request(port: int) -> float:
+    start = time.perf_counter()
+    with socket.create_connection((HOST, port), timeout=10) as sock:
+        sock.sendall(raw_request(port))
+        if not read_head(sock).startswith(b"HTTP/1.1 200"):
+            raise RuntimeError("unexpected response while idle connections were held")
+    return (time.perf_counter() - start) * 1000
+
+
+@contextlib.contextmanager
+def idle_connections(port: int, count: int, batch: int = 100) -> Iterator[list[socket.socket]]:
+    """Open *count* connections, make one request on each so they sit in keep-alive, hold them."""
+    socks: list[socket.socket] = []
+    try:
+        for start in range(0, count, batch):
+            fresh = []
+            for _ in range(min(batch, count - start)):
+                sock = socket.create_connection((HOST, port), timeout=30)
+                socks.append(sock)
+                sock.sendall(raw_request(port))
+                fresh.append(sock)
+            for sock in fresh:
+                if not read_head(sock).startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError("unexpected response on an idle connection")
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def still_alive(socks: list[socket.socket], port: int, sample: int = 100) -> float:
+    """Fraction of a sample of the held connections that still answer a request."""
+    step = max(1, len(socks) // sample)
+    picked = socks[::step]
+    alive = 0
+    for sock in picked:
+        with contextlib.suppress(OSError, ConnectionError):
+            sock.sendall(raw_request(port))
+            if read_head(sock).startswith(b"HTTP/1.1 200"):
+                alive += 1
+    return alive / len(picked)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    metrics: tuple[Metric, ...]
+    measure: Callable[[Config, Server, int], Runs]  # (config, server, run index) -> values
+    check: Callable[[Server], str | None] = lambda server: None  # an error message, or None
+    warmup: Callable[[Config, Server], None] | None = None
+    static: bool = False  # nginx takes part
+    fresh_server_per_run: bool = False  # restart the servers for every run (memory scenarios)
+    tools: tuple[str, ...] = ("wrk",)
+
+
+_WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "elit", "sed", "do", "tempor", "magna")
+_rng = random.Random(1)
+ECHO_1K = "-".join(_rng.choice(_WORDS) for _ in range(400))[:1024]  # URL-safe, compressible
+
+
+def check_response(
+    path: str,
+    *,
+    status: int = 200,
+    body: bytes | None = None,
+    length: int | None = None,
+    headers: dict[str, str] | None = None,
+    gzipped: bool = False,
+) -> Callable[[Server], str | None]:
+    def check(server: Server) -> str | None:
+        got_status, got_headers, got_body = http_get(server, path, headers, timeout=30)
+        if got_status != status:
+            return f"GET {path[:40]}: status {got_status}, expected {status}"
+        if gzipped:
+            if got_headers.get("content-encoding") != "gzip":
+                return f"GET {path[:40]}: no Content-Encoding: gzip"
+            got_body = gzip.decompress(got_body)
+        if body is not None and got_body != body:
+            return f"GET {path[:40]}: unexpected body {got_body[:40]!r}"
+        if length is not None and len(got_body) != length:
+            return f"GET {path[:40]}: body of {len(got_body)} bytes, expected {length}"
+        return None
+
+    return check
+
+
+def wrk_scenario(
+    name: str,
+    description: str,
+    path: str,
+    check: Callable[[Server], str | None],
+    *,
+    headers: tuple[str, ...] = (),
+    connections: int | None = None,
+    static: bool = False,
+) -> Scenario:
+    def conns(cfg: Config) -> int:
+        return connections or cfg.connections
+
+    def measure(cfg: Config, server: Server, run: int) -> Runs:
+        return run_wrk(cfg, server.url + path, conns(cfg), cfg.duration, headers)
+
+    def warmup(cfg: Config, server: Server) -> None:
+        if cfg.warmup:
+            run_wrk(cfg, server.url + path, conns(cfg), cfg.warmup, headers)
+
+    return Scenario(name, description, (REQS,), measure, check, warmup, static)
+
+
+def measure_download(cfg: Config, server: Server, run: int) -> Runs:
+    size = (cfg.files_dir / "1g.bin").stat().st_size
+    with PeakRss(server) as peak:
+        code, got, seconds = run_curl(
+            cfg, ["-w", "%{http_code} %{size_download} %{time_total}", server.url + "/files/1g.bin"]
+        )
+    if code != 200 or got != size:
+        raise RuntimeError(f"download: status {code}, {got:.0f} of {size} bytes")
+    return {"mbps": size / seconds / 1e6, "peak_rss_mib": peak.peak_kib / 1024}
+
+
+def measure_upload(cfg: Config, server: Server, run: int) -> Runs:
+    name = f"upload-{server.name}-{run}.bin"
+    target = cfg.files_dir / name
+    size = cfg.upload_source.stat().st_size
+    before = rss_kib(server)
+    try:
+        with PeakRss(server) as peak:
+            code, sent, seconds = run_curl(cfg, [
+                "-w", "%{http_code} %{size_upload} %{time_total}",
+                "-H", "Expect:", "-H", "Content-Type: application/octet-stream",
+                "--data-binary", f"@{cfg.upload_source}", server.url + "/files/" + name,
+            ])  # fmt: skip
+        stored = target.stat().st_size if target.exists() else -1
+        if code != 201 or sent != size or stored != size:
+            raise RuntimeError(f"upload: status {code}, sent {sent:.0f}, stored {stored} of {size}")
+    finally:
+        target.unlink(missing_ok=True)
+    return {"mbps": size / seconds / 1e6, "rss_growth_mib": (peak.peak_kib - before) / 1024}
+
+
+def measure_idle(cfg: Config, server: Server, run: int) -> Runs:
+    count = cfg.idle_connections
+    before = rss_kib(server)
+    start = time.perf_counter()
+    with idle_connections(server.port, count) as socks:
+        open_s = time.perf_counter() - start
+        time.sleep(1.0)  # let the server settle
+        after = rss_kib(server)
+        latencies = [timed_request(server.port) for _ in range(5)]
+        alive = still_alive(socks, server.port)
+    if alive < 1.0:
+        print(f"    warning: only {alive:.0%} of the idle connections were still open at the end")
+    return {
+        "kib_per_conn": (after - before) / count,
+        "latency_ms": statistics.median(latencies),
+        "open_s": open_s,
+        "alive_fraction": alive,
+    }
+
+
+def warm_small(cfg: Config, server: Server) -> None:
+    for _ in range(20):
+        http_get(server, "/")
+
+
+SCENARIOS = {
+    sc.name: sc
+    for sc in (
+        wrk_scenario("root", "GET / (empty body)", "/", check_response("/", body=b"")),
+        wrk_scenario(
+            "echo", "GET /echo/hello", "/echo/hello", check_response("/echo/hello", body=b"hello")
+        ),
+        wrk_scenario(
+            "echo-gzip-1k",
+            "GET /echo/<1 KiB text>, Accept-Encoding: gzip",
+            f"/echo/{ECHO_1K}",
+            check_response(
+                f"/echo/{ECHO_1K}",
+                body=ECHO_1K.encode(),
+                headers={"Accept-Encoding": "gzip"},
+                gzipped=True,
+            ),
+            headers=("Accept-Encoding: gzip",),
+        ),
+        wrk_scenario(
+            "file-1k",
+            "GET /files/1k.bin",
+            "/files/1k.bin",
+            check_response("/files/1k.bin", length=1024),
+            static=True,
+        ),
+        wrk_scenario(
+            "file-1m",
+            "GET /files/1m.bin",
+            "/files/1m.bin",
+            check_response("/files/1m.bin", length=1024 * 1024),
+            static=True,
+        ),
+        wrk_scenario(
+            "close-per-request",
+            "GET /, new connection per request (16 connections, Connection: close)",
+            "/",
+            check_response("/", body=b""),
+            headers=("Connection: close",),
+            connections=16,
+        ),
+        Scenario(
+            "download-1g",
+            "one 1 GiB download with curl; server's peak RSS during it",
+            (MBPS, PEAK_RSS),
+            measure_download,
+            warmup=warm_small,
+            static=True,
+            fresh_server_per_run=True,
+            tools=("curl",),
+        ),
+        Scenario(
+            "upload",
+            "one upload (POST, curl --data-binary @file); server's peak RSS growth",
+            (MBPS, RSS_GROWTH),
+            measure_upload,
+            warmup=warm_small,
+            fresh_server_per_run=True,
+            tools=("curl",),
+        ),
+        Scenario(
+            "idle-conns",
+            "hold N idle keep-alive connections: RSS per connection, latency of a new request",
+            (KIB_PER_CONN, HELD_LATENCY),
+            measure_idle,
+            warmup=warm_small,
+            fresh_server_per_run=True,
+            tools=(),
+        ),
+    )
+}
+
+
+# --------------------------------------------------------------------------- data
+
+
+def prepare_data(cfg: Config) -> None:
+    """Create the served files (1 KiB, 1 MiB, sparse 1 GiB) and the upload source, once."""
+    cfg.files_dir.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    for name, size in (("1k.bin", 1024), ("1m.bin", 1024 * 1024)):
+        path = cfg.files_dir / name
+        if not path.exists() or path.stat().st_size != size:
+            path.write_bytes(rng.randbytes(size))
+    big = cfg.files_dir / "1g.bin"
+    if not big.exists() or big.stat().st_size != 1 << 30:
+        with big.open("wb") as f:
+            f.truncate(1 << 30)  # sparse: reads as zeros, costs no disk
+    for stale in cfg.files_dir.glob("upload-*"):
+        stale.unlink()
+    src = cfg.upload_source
+    if not src.exists() or src.stat().st_size != cfg.upload_mib << 20:
+        block = rng.randbytes(1 << 20)
+        with src.open("wb") as f:
+            for i in range(cfg.upload_mib):
+                f.write(block[i % 256 :] + block[: i % 256])
+    buffer = bytearray(1 << 20)
+    for path in [*cfg.files_dir.iterdir(), src]:  # pull everything into the page cache
+        with path.open("rb") as f:
+            while f.readinto(buffer):
+                pass
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class Result:
+    scenario: str
+    server: str
+    runs: list[Runs] = field(default_factory=list)
+    error: str | None = None
+
+    def median(self, key: str) -> float | None:
+        values = [run[key] for run in self.runs if key in run]
+        return statistics.median(values) if values else None
+
+
+def run_scenario(
+    sc: Scenario,
+    specs: list[ServerSpec],
+    cfg: Config,
+    tmp: Path,
+    running: list[Server],
+    out: list[Result],
+) -> None:
+    """Measure *sc* on every server in *specs*, appending one Result per server to *out*."""
+    results = {spec.name: Result(sc.name, spec.name) for spec in specs}
+    out.extend(results.values())  # filled in as runs finish, so Ctrl-C keeps what was measured
+    servers: dict[str, Server] = {}
+
+    def fail(spec: ServerSpec, error: str) -> None:
+        results[spec.name].error = error
+        print(f"    {spec.name}: ERROR {error}")
+        if spec.name in servers:
+            stop_server(servers.pop(spec.name), running)
+
+    try:
+        for run in range(cfg.repeat):
+            for spec in specs:
+                result = results[spec.name]
+                if result.error:
+                    continue
+                try:
+                    if sc.fresh_server_per_run and spec.name in servers:
+                        stop_server(servers.pop(spec.name), running)
+                    if spec.name not in servers:
+                        server = servers[spec.name] = start_server(spec, cfg, tmp, running)
+                        if run == 0 and (error := sc.check(server)):
+                            fail(spec, error)
+                            continue
+                        if sc.warmup:
+                            sc.warmup(cfg, server)
+                    values = sc.measure(cfg, servers[spec.name], run)
+                    if servers[spec.name].proc.poll() is not None:
+                        raise RuntimeError(f"server died:\n{tail(servers[spec.name].log)}")
+                except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
+                    detail = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else ""
+                    fail(spec, f"{exc} {detail}".strip())
+                    continue
+                result.runs.append(values)
+                shown = ", ".join(f"{m.unit} {values[m.key]:,.1f}" for m in sc.metrics)
+                errors = values.get("errors", 0) + values.get("non_2xx", 0)
+                note = f"  ({errors:.0f} errors/non-2xx!)" if errors else ""
+                print(f"    run {run + 1}/{cfg.repeat} {spec.name:<10} {shown}{note}", flush=True)
+    finally:
+        for server in servers.values():
+            stop_server(server, running)
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def markdown_table(results: list[Result], server_names: list[str]) -> str:
+    peers = [name for name in server_names if name != TRIO_HTTP]
+    ratios = peers if TRIO_HTTP in server_names else []
+    head = ["scenario", "metric", *server_names, *(f"{TRIO_HTTP} / {p}" for p in ratios)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_scenario: dict[str, dict[str, Result]] = {}
+    for result in results:
+        by_scenario.setdefault(result.scenario, {})[result.server] = result
+    for sc_name, per_server in by_scenario.items():
+        for metric in SCENARIOS[sc_name].metrics:
+            medians = {
+                name: (per_server[name].median(metric.key) if name in per_server else None)
+                for name in server_names
+            }
+            cells = [sc_name, metric.label, *(fmt(medians[name]) for name in server_names)]
+            ours = medians.get(TRIO_HTTP)
+            for peer in ratios:
+                theirs = medians[peer]
+                cells.append(f"{ours / theirs:.2f}" if ours is not None and theirs else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_info(cfg: Config) -> dict[str, object]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str] = {}
+    for dist in ("trio-http", "trio", "h11", "hypercorn", "uvicorn"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[dist] = importlib.metadata.version(dist)
+    if shutil.which("nginx"):
+        out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
+        versions["nginx"] = out.stderr.strip().rpartition("/")[2]
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "pinned": cfg.pin,
+        "versions": versions,
+    }
+
+
+def raise_fd_limit(needed: int) -> bool:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    return soft == resource.RLIM_INFINITY or soft >= needed
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke run: 1 run of 1 s, small sizes")
+    p.add_argument("--duration", type=int, help="seconds per wrk run (default 10; quick 1)")
+    p.add_argument("--warmup", type=int, help="seconds of wrk warm-up (default 2; quick 0)")
+    p.add_argument("--repeat", type=int, help="runs per scenario and server (default 3; quick 1)")
+    p.add_argument("--connections", type=int, default=64, help="keep-alive wrk connections")
+    p.add_argument("--idle", type=int, help="idle connections (default 10000; quick 1000)")
+    p.add_argument("--upload-mib", type=int, help="upload size in MiB (default 100; quick 10)")
+    p.add_argument("--only", help="comma-separated scenarios: " + ", ".join(SCENARIOS))
+    p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated servers")
+    p.add_argument("--data-dir", type=Path, default=BENCH_DIR / ".data", help="benchmark files")
+    p.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
+    p.add_argument("--no-pin", action="store_true", help="do not pin to CPUs with taskset")
+    return p.parse_args(argv)
+
+
+def make_config(args: argparse.Namespace) -> Config:
+    def pick(value: int | None, default: int, quick: int) -> int:
+        return value if value is not None else (quick if args.quick else default)
+
+    pin = not args.no_pin
+    if pin and (len(os.sched_getaffinity(0)) < 2 or not shutil.which("taskset")):
+        print("note: fewer than 2 CPUs or no taskset: running without CPU pinning")
+        pin = False
+    return Config(
+        duration=pick(args.duration, 10, 1),
+        warmup=pick(args.warmup, 2, 0),
+        repeat=pick(args.repeat, 3, 1),
+        connections=args.connections,
+        idle_connections=pick(args.idle, 10_000, 1000),
+        upload_mib=pick(args.upload_mib, 100, 10),
+        data_dir=args.data_dir.resolve(),
+        python=args.python,
+        pin=pin,
+    )
+
+
+def select(args: argparse.Namespace, cfg: Config) -> tuple[list[Scenario], list[ServerSpec]]:
+    names = args.only.split(",") if args.only else list(SCENARIOS)
+    servers = args.servers.split(",")
+    unknown = [n for n in names if n not in SCENARIOS] + [s for s in servers if s not in SERVERS]
+    if unknown:
+        sys.exit(f"unknown scenario or server: {', '.join(unknown)}")
+    scenarios = [SCENARIOS[n] for n in names]
+    specs = []
+    for name in servers:
+        spec = SERVERS[name]
+        if spec.module and importlib.util.find_spec(spec.module) is None:
+            hint = "pip install -e ." if spec.module == "trio_http" else REQUIREMENTS_HINT
+            print(f"skipping {name}: module {spec.module!r} not importable here ({hint})")
+            continue
+        specs.append(spec)
+    tools = {tool for sc in scenarios for tool in sc.tools}
+    tools |= {"nginx"} if any(spec.name == "nginx" for spec in specs) else set()
+    missing = sorted(tool for tool in tools if not shutil.which(tool))
+    if missing:
+        sys.exit(f"missing {', '.join(missing)}; install with: {INSTALL_HINT}")
+    needed = cfg.idle_connections + 1000
+    if any(sc.name == "idle-conns" for sc in scenarios) and not raise_fd_limit(needed):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        print(
+            f"skipping idle-conns: the open-files hard limit ({hard}) is below {needed}; raise it"
+            " (ulimit -Hn, /etc/security/limits.conf, LimitNOFILE) or pass a smaller --idle"
+        )
+        scenarios = [sc for sc in scenarios if sc.name != "idle-conns"]
+    return scenarios, specs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = make_config(args)
+    scenarios, specs = select(args, cfg)
+    if cfg.pin:
+        os.sched_setaffinity(0, {CLIENT_CPU})  # this runner (and so the idle client) on CPU 1
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    prepare_data(cfg)
+    info = machine_info(cfg)
+    print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}")
+    print(f"servers: {', '.join(s.name for s in specs)}; {cfg.repeat} run(s) of {cfg.duration} s\n")
+
+    results: list[Result] = []
+    running: list[Server] = []
+    interrupted = False
+    with tempfile.TemporaryDirectory(prefix="trio-http-bench-") as tmp:
+        try:
+            for sc in scenarios:
+                applicable = [s for s in specs if sc.static or not s.static_only]
+                print(f"## {sc.name}: {sc.description}", flush=True)
+                run_scenario(sc, applicable, cfg, Path(tmp), running, results)
+        except KeyboardInterrupt:
+            interrupted = True
+            print("\ninterrupted: stopping servers, reporting what was measured")
+        finally:
+            for server in list(running):
+                stop_server(server, running)
+
+    names = [s.name for s in specs]
+    table = markdown_table(results, names)
+    print(f"\n{table}\n\nmedians of {cfg.repeat} run(s); ratios < 1 are better for ↓ metrics")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = RESULTS_DIR / f"{stamp}{'-quick' if args.quick else ''}.json"
+    config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    payload = {
+        "machine": info,
+        "config": config,
+        "interrupted": interrupted,
+        "results": [asdict(r) for r in results],
+        "table": table,
+    }
+    out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"saved {out.relative_to(REPO_DIR) if out.is_relative_to(REPO_DIR) else out}")
+    failed = any(r.error for r in results)
+    return 130 if interrupted else (1 if failed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

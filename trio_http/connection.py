@@ -1,0 +1,566 @@
+"""One HTTP/1.1 connection: bytes in, h11 events, handler calls, bytes out.
+
+:class:`HTTPConnection` owns a byte stream and an ``h11.Connection``.  Its loop reads a request
+head, builds a :class:`~trio_http.Request`, calls the handler, sends the response, and either
+starts the next cycle (keep-alive) or closes.  Everything the network or the peer can throw is
+caught here and nowhere else: trio's stream errors become :class:`ClientDisconnected`, h11's
+``RemoteProtocolError`` becomes an error response, handler exceptions become ``500``.
+
+Timeouts use one cancel scope for the whole connection whose deadline is moved before each
+read or write and pushed back to infinity after it, so no scope is created per I/O call.  When
+it fires, :attr:`HTTPConnection._waiting_for` says what we were waiting for, which decides the
+answer: nothing for an idle connection, ``408`` for a slow request head or body, an abort for a
+client that stopped reading.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterable
+from typing import BinaryIO, Literal
+
+import h11
+import trio
+
+from .accesslog import AccessLogger
+from .compression import negotiate_and_encode
+from .config import ServerConfig
+from .errors import BodyTooLarge, ClientDisconnected, HTTPError
+from .headers import Headers
+from .httpdate import format_http_date
+from .request import Request
+from .response import BaseResponse, FileResponse, Response, error_response, reason_phrase
+from .routing import Handler
+from .sendfile import SocketSender
+
+__all__ = ["ConnectionRegistry", "HTTPConnection"]
+
+log = logging.getLogger("trio_http.error")
+
+#: Bytes asked for per read while waiting for a request head, and while reading a body.
+HEAD_RECEIVE_SIZE = 64 * 1024
+BODY_RECEIVE_SIZE = 256 * 1024
+#: Responses up to this size are joined with their head into one write (one syscall); larger
+#: bodies are written separately to avoid copying them.
+JOIN_LIMIT = 64 * 1024
+#: Status codes that must not carry Content-Length (RFC 9110 §8.6) or a body.
+_NO_LENGTH_STATUSES = frozenset({204, 304})
+
+Waiting = Literal["idle", "head", "body", "write", "nothing"]
+
+
+class ConnectionRegistry:
+    """The live connections of one server, so shutdown can find the idle ones.
+
+    :meth:`drain` marks the server as draining: idle connections are closed at once, busy ones
+    finish their current response (sent with ``Connection: close``) and then close.
+    """
+
+    def __init__(self) -> None:
+        self.connections: set[HTTPConnection] = set()
+        self.draining = False
+
+    def drain(self) -> None:
+        self.draining = True
+        for connection in list(self.connections):
+            connection.close_if_idle()
+
+
+class _DateCache:
+    """The ``Date`` value, formatted once per second rather than once per response."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = format_http_date(now).encode("ascii")
+        return self._value
+
+
+_date_cache = _DateCache()
+
+
+class HTTPConnection:
+    """Serve HTTP/1.1 requests from *stream* with *handler* until either side closes.
+
+    :meth:`run` returns when the connection is done; it closes *stream* itself and does not
+    raise for anything the client does.  Cancelling it aborts the connection.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        handler: Handler,
+        config: ServerConfig,
+        *,
+        client: tuple[str, int] | None = None,
+        registry: ConnectionRegistry | None = None,
+        access_logger: AccessLogger | None = None,
+    ) -> None:
+        self._stream = stream
+        self._handler = handler
+        self._config = config
+        self._client = client
+        self._registry = registry
+        self._access_logger = access_logger
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
+        self._timeout_scope = trio.CancelScope()
+        self._waiting_for: Waiting = "nothing"
+        self._requests_served = 0
+        self._eof = False
+        # Per request:
+        self._body_received = 0
+        self._body_declared: int | None = None
+        self._close_after_response = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        """Serve requests until the connection closes; always closes the stream."""
+        if self._registry is not None:
+            self._registry.connections.add(self)
+        graceful = False
+        try:
+            with self._timeout_scope:
+                graceful = await self._serve_requests()
+            if self._timeout_scope.cancelled_caught:
+                graceful = await self._on_timeout()
+        except ClientDisconnected:
+            graceful = False
+        finally:
+            if self._registry is not None:
+                self._registry.connections.discard(self)
+            await self._close(graceful)
+
+    def close_if_idle(self) -> None:
+        """Close now if waiting for the next request; else close after the current one."""
+        self._close_after_response = True
+        if self._waiting_for == "idle":
+            self._timeout_scope.cancel()
+
+    async def _serve_requests(self) -> bool:
+        """The keep-alive loop.  Returns whether the close may be graceful."""
+        while True:
+            event = await self._next_request_event()
+            if event is None:
+                return True
+            if isinstance(event, HTTPError):
+                await self._send_error(event)
+                return True
+            await self._serve(event)
+            if self._conn.our_state is h11.MUST_CLOSE or not await self._finish_request_body():
+                return True
+            self._conn.start_next_cycle()
+
+    async def _on_timeout(self) -> bool:
+        """Answer a fired timeout; returns whether the close may be graceful."""
+        waiting_for = self._waiting_for
+        if waiting_for == "idle":
+            return True
+        if waiting_for in ("head", "body") and self._can_respond():
+            what = "request head" if waiting_for == "head" else "request body"
+            log.info("%s: timed out waiting for the %s", self._peer(), what)
+            with trio.move_on_after(self._config.linger_timeout):
+                await self._send_error(HTTPError(408, f"timed out waiting for the {what}"))
+            return True
+        log.info("%s: timed out waiting for the client to read the response", self._peer())
+        return False
+
+    async def _close(self, graceful: bool) -> None:
+        """Close the stream; if *graceful*, half-close and drain first (lingering close).
+
+        Closing a socket with unread input makes the kernel send a reset, which can destroy the
+        response we just sent before the client reads it (RFC 9112 §9.6).  So we send FIN, read
+        and discard until the client closes or ``linger_timeout`` passes, then close.
+        """
+        stream = self._stream
+        if graceful and isinstance(stream, trio.abc.HalfCloseableStream) and not self._eof:
+            with trio.move_on_after(self._config.linger_timeout):
+                try:
+                    await stream.send_eof()
+                    while await stream.receive_some(HEAD_RECEIVE_SIZE):
+                        pass
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+        await trio.aclose_forcefully(stream)
+
+    # ---------------------------------------------------------------- reading
+
+    async def _receive(self, waiting_for: Waiting, timeout: float | None, size: int) -> None:
+        """Read once from the stream into h11, within *timeout*."""
+        self._waiting_for = waiting_for
+        if timeout is not None:
+            self._timeout_scope.deadline = trio.current_time() + timeout
+        try:
+            data = await self._stream.receive_some(size)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ClientDisconnected(str(exc)) from exc
+        finally:
+            self._timeout_scope.deadline = math.inf
+            self._waiting_for = "nothing"
+        if not data:
+            self._eof = True
+        self._conn.receive_data(data)
+
+    async def _next_request_event(self) -> h11.Request | HTTPError | None:
+        """Wait for the next request head.
+
+        Returns ``None`` when the client closed (or went idle past the keep-alive timeout, or
+        the server is draining) between requests, and an :class:`HTTPError` for a request we
+        must refuse before it reaches a handler.
+        """
+        config = self._config
+        head_deadline: float | None = None
+        while True:
+            try:
+                event = self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                log.info("%s: bad request: %s", self._peer(), exc)
+                return HTTPError(exc.error_status_hint, str(exc), close=True)
+            if isinstance(event, h11.Request):
+                return self._check_request(event)
+            if isinstance(event, h11.ConnectionClosed):
+                return None
+            assert event is h11.NEED_DATA, event
+            if not self._conn.trailing_data[0]:
+                # Nothing of the next request yet: an idle connection.
+                if self._close_after_response or (
+                    self._registry is not None and self._registry.draining
+                ):
+                    return None
+                timeout = (
+                    config.keep_alive_timeout if self._requests_served else config.header_timeout
+                )
+                await self._receive("idle", timeout, HEAD_RECEIVE_SIZE)
+                continue
+            # Part of a head has arrived: the whole head must follow within header_timeout.
+            if head_deadline is None and config.header_timeout is not None:
+                head_deadline = trio.current_time() + config.header_timeout
+            remaining = None if head_deadline is None else head_deadline - trio.current_time()
+            await self._receive("head", remaining, HEAD_RECEIVE_SIZE)
+
+    def _check_request(self, event: h11.Request) -> h11.Request | HTTPError:
+        """Protocol rules h11 leaves to us (RFC 9112 §2.3, §3, §6.1; RFC 9110 §10.1.1)."""
+        if event.http_version not in (b"1.1", b"1.0"):
+            return HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported", close=True)
+        if len(event.target) > self._config.max_target_length:
+            return HTTPError(414, f"request target longer than {self._config.max_target_length}")
+        content_length: bytes | None = None
+        chunked = False
+        for name, value in event.headers:
+            if name == b"content-length":
+                content_length = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"expect":
+                if value.lower() != b"100-continue":
+                    return HTTPError(417, "only 'Expect: 100-continue' is supported", close=True)
+        if chunked and content_length is not None:
+            # A message with both is how request smuggling works: refuse, and close, because
+            # we cannot know where this request ends.
+            return HTTPError(400, "both Content-Length and Transfer-Encoding", close=True)
+        self._body_declared = int(content_length) if content_length is not None else None
+        if self._body_declared is not None and self._body_declared > self._config.max_body_size:
+            return BodyTooLarge(self._config.max_body_size)
+        if not chunked and not self._body_declared:
+            # No body: let h11 reach the end of the request now (no I/O needed), so that
+            # their_state says DONE rather than "body not read".
+            end = self._conn.next_event()
+            assert isinstance(end, h11.EndOfMessage), end
+        return event
+
+    async def receive_body_chunk(self) -> bytes:
+        """:class:`~trio_http.request.BodySource` for the current request (see there).
+
+        Sends ``100 Continue`` first if the client is waiting for it: only a handler that
+        actually reads the body invites it (lazy 100-continue).
+        """
+        conn = self._conn
+        if conn.their_state is not h11.SEND_BODY:
+            return b""
+        if conn.client_is_waiting_for_100_continue:
+            await self._send(
+                conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+            )
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                if self._eof:
+                    raise ClientDisconnected("the client closed before the body was complete")
+                raise HTTPError(exc.error_status_hint, f"bad request body: {exc}", close=True)
+            if event is h11.NEED_DATA:
+                await self._receive("body", self._config.body_timeout, BODY_RECEIVE_SIZE)
+                continue
+            if isinstance(event, h11.Data):
+                self._body_received += len(event.data)
+                if self._body_received > self._config.max_body_size:
+                    raise BodyTooLarge(self._config.max_body_size)
+                return bytes(event.data)
+            return b""  # EndOfMessage (trailers are ignored)
+
+    async def _finish_request_body(self) -> bool:
+        """After a response, read and discard what the handler left of the request body.
+
+        Returns ``False`` (close the connection) if there is more than ``max_drain_size`` of it
+        or it is malformed; the alternative, reading it as the next request, is how smuggling
+        and desync bugs happen.
+        """
+        if self._conn.their_state is h11.DONE:
+            return True
+        if self._conn.their_state is not h11.SEND_BODY:
+            return False
+        limit = self._body_received + self._config.max_drain_size
+        try:
+            while await self.receive_body_chunk():
+                if self._body_received > limit:
+                    return False
+        except (HTTPError, ClientDisconnected):
+            return False
+        return self._conn.their_state is h11.DONE
+
+    # ---------------------------------------------------------------- serving
+
+    async def _serve(self, event: h11.Request) -> None:
+        """Run the handler for one request and send its response (or an error)."""
+        started = time.perf_counter()
+        self._requests_served += 1
+        self._body_received = 0
+        request = Request(
+            event.method.decode("ascii"),
+            event.target.decode("ascii"),
+            Headers.from_raw(list(event.headers)),
+            http_version=event.http_version.decode("ascii"),
+            client=self._client,
+            body_source=self,
+        )
+        status, sent = 500, 0
+        try:
+            response = await self._call_handler(request)
+            status = response.status
+            sent = await self._send_response(request, response)
+        finally:
+            if self._access_logger is not None:
+                self._access_logger.log(
+                    request, status, sent, time.perf_counter() - started, self._client
+                )
+
+    async def _call_handler(self, request: Request) -> BaseResponse:
+        """The handler's response, or the error response for what it raised."""
+        try:
+            response = await self._handler(request)
+        except HTTPError as exc:
+            if exc.close:
+                self._close_after_response = True
+            return error_response(exc.status, exc.detail, exc.headers)
+        except ClientDisconnected:
+            raise
+        except Exception:
+            log.exception("%s: handler failed for %s %s", self._peer(), request.method, request.target)
+            self._close_after_response = True
+            return error_response(500, "the server failed to handle this request")
+        return await negotiate_and_encode(
+            response, request.headers.get("accept-encoding"), self._config.compression
+        )
+
+    def _can_respond(self) -> bool:
+        return self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+
+    async def _send_error(self, error: HTTPError) -> None:
+        """Send *error* (if a response can still be sent) and mark the connection to close."""
+        self._close_after_response = self._close_after_response or error.close
+        if self._can_respond():
+            response = error_response(error.status, error.detail, error.headers)
+            await self._send_response(None, response)
+
+    def _response_headers(self, request: Request | None, response: BaseResponse) -> Headers:
+        """The headers to send: the handler's, plus framing, Date, Server and Connection."""
+        headers = response.headers
+        config = self._config
+        length = response.content_length
+        if response.status in _NO_LENGTH_STATUSES:
+            headers.remove("content-length")
+        elif length is not None:
+            headers.set("content-length", str(length))
+        if config.date_header:
+            headers.raw.append((b"date", _date_cache.get()))
+        if config.server_header:
+            headers.raw.append((b"server", config.server_header.encode("latin-1")))
+        if self._must_close_after(request):
+            headers.set("connection", "close")
+        elif config.keep_alive_timeout is not None and request is not None:
+            headers.raw.append((b"keep-alive", b"timeout=%d" % config.keep_alive_timeout))
+        return headers
+
+    def _must_close_after(self, request: Request | None) -> bool:
+        """Decide, before the response is sent, whether this is the connection's last one."""
+        config = self._config
+        conn = self._conn
+        if (
+            self._close_after_response
+            or request is None
+            or (self._registry is not None and self._registry.draining)
+            or (
+                config.max_requests_per_connection is not None
+                and self._requests_served >= config.max_requests_per_connection
+            )
+        ):
+            return True
+        if conn.their_state is h11.SEND_BODY:
+            # The handler left (some of) the body unread.  If the client is still waiting for
+            # 100 Continue it may never send the body; if the rest is large, reading it just
+            # to keep the connection is not worth it.
+            if conn.client_is_waiting_for_100_continue:
+                return True
+            remaining = (
+                None if self._body_declared is None else self._body_declared - self._body_received
+            )
+            if remaining is None or remaining > config.max_drain_size:
+                return True
+        return False
+
+    async def _send_response(self, request: Request | None, response: BaseResponse) -> int:
+        """Send *response*; returns the number of body bytes sent.
+
+        A response that cannot be framed (invalid headers from a handler) is replaced by 500.
+        Errors while sending the body abort the connection: :class:`ClientDisconnected` if the
+        client went away, anything else (a length mismatch, a file that shrank) is logged.
+        """
+        try:
+            headers = self._response_headers(request, response)
+            head = h11.Response(
+                status_code=response.status,
+                headers=headers.raw,
+                reason=reason_phrase(response.status),
+            )
+        except h11.LocalProtocolError as exc:
+            await response.aclose()
+            log.error("%s: handler returned an invalid response: %s", self._peer(), exc)
+            self._close_after_response = True
+            response = error_response(500, "the handler returned an invalid response")
+            head = h11.Response(
+                status_code=500,
+                headers=self._response_headers(request, response).raw,
+                reason=reason_phrase(500),
+            )
+        conn = self._conn
+        try:
+            data = conn.send(head)
+            assert data is not None
+            if request is not None and request.method == "HEAD":
+                await self._send(data + self._send_event(h11.EndOfMessage()))
+                return 0
+            if isinstance(response, Response):
+                return await self._send_bytes_body(data, response.body)
+            await self._send(data)
+            if isinstance(response, FileResponse) and SocketSender.for_stream(self._stream) is not None:
+                sent = await self._send_file_body(response)
+            else:
+                sent = 0
+                async for chunk in response.iter_body():
+                    await self._send_pieces(conn.send_with_data_passthrough(h11.Data(data=chunk)))
+                    sent += len(chunk)
+            await self._send(self._send_event(h11.EndOfMessage()))
+            return sent
+        except (ClientDisconnected, trio.Cancelled):
+            raise
+        except Exception as exc:
+            log.error("%s: response aborted: %s", self._peer(), exc, exc_info=True)
+            raise ClientDisconnected(f"response aborted: {exc}") from exc
+        finally:
+            await response.aclose()
+
+    async def _send_bytes_body(self, head: bytes, body: bytes) -> int:
+        conn = self._conn
+        if len(body) <= JOIN_LIMIT:
+            payload = head
+            if body:
+                payload += self._send_event(h11.Data(data=body))
+            await self._send(payload + self._send_event(h11.EndOfMessage()))
+        else:
+            await self._send(head)
+            await self._send_pieces(conn.send_with_data_passthrough(h11.Data(data=body)))
+            await self._send(self._send_event(h11.EndOfMessage()))
+        return len(body)
+
+    async def _send_file_body(self, response: FileResponse) -> int:
+        """Send a file response with ``sendfile``, h11 framing the body (see sendfile.py)."""
+        sender = SocketSender.for_stream(self._stream)
+        assert sender is not None
+        sent = 0
+        for part in response.parts:
+            if isinstance(part, bytes):
+                await self._send_pieces(self._conn.send_with_data_passthrough(h11.Data(data=part)))
+                sent += len(part)
+                continue
+            offset, length = part
+            # h11 only counts the Data event's length (for Content-Length framing) and hands
+            # back the object; sendfile then moves the bytes without copying them through us.
+            pieces = self._conn.send_with_data_passthrough(h11.Data(data=_Blank(length)))
+            for piece in pieces:
+                if isinstance(piece, _Blank):
+                    await self._sendfile(sender, response.file, offset, length)
+                else:
+                    await self._send(piece)
+            sent += length
+        return sent
+
+    def _send_event(self, event: h11.Data | h11.EndOfMessage) -> bytes:
+        data = self._conn.send(event)
+        assert data is not None
+        return data
+
+    async def _send_pieces(self, pieces: Iterable[bytes]) -> None:
+        for piece in pieces:
+            await self._send(piece)
+
+    async def _send(self, data: bytes) -> None:
+        """Write *data* within ``write_timeout``."""
+        self._waiting_for = "write"
+        if self._config.write_timeout is not None:
+            self._timeout_scope.deadline = trio.current_time() + self._config.write_timeout
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ClientDisconnected(str(exc)) from exc
+        finally:
+            self._timeout_scope.deadline = math.inf
+            self._waiting_for = "nothing"
+
+    async def _sendfile(self, sender: SocketSender, file: BinaryIO, offset: int, length: int) -> None:
+        """Send part of *file* with ``sendfile``; ``write_timeout`` bounds each stall."""
+        self._waiting_for = "write"
+        timeout = self._config.write_timeout
+        if timeout is not None:
+            self._timeout_scope.deadline = trio.current_time() + timeout
+        try:
+            async for _ in sender.sendfile(file, offset, length):
+                # Progress was made: the client is reading, so restart the write timeout.
+                if timeout is not None:
+                    self._timeout_scope.deadline = trio.current_time() + timeout
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            raise ClientDisconnected(str(exc)) from exc
+        finally:
+            self._timeout_scope.deadline = math.inf
+            self._waiting_for = "nothing"
+
+    def _peer(self) -> str:
+        return f"{self._client[0]}:{self._client[1]}" if self._client else "client"
+
+
+class _Blank:
+    """A stand-in body of *length* bytes that h11 frames but never reads (for sendfile)."""
+
+    __slots__ = ("length",)
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length

@@ -1,0 +1,322 @@
+"""The file server: read, list, write and delete files under one directory.
+
+Reads open the file once and describe *that* open file (``fstat``): its validators, its length,
+its ranges.  Writes stream the body into a temporary file in the target directory, ``fsync``
+it and rename it over the target, so the target name only ever holds a complete old or a
+complete new file; any failure (client gone, body too large, disk full, shutdown) removes the
+temporary file.  Every path goes through :func:`~trio_http.paths.resolve_path` first.
+
+Blocking file-system calls that can take long (reading a directory, writing, ``fsync``) run in
+worker threads; ``stat`` and ``open`` stay on the event loop, where they cost microseconds on
+local disks.
+"""
+
+from __future__ import annotations
+
+import errno
+import mimetypes
+import os
+import stat
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import trio
+
+from .conditional import Precondition, evaluate_preconditions, if_range_allows_partial, make_etag
+from .errors import HTTPError
+from .httpdate import format_http_date
+from .listing import Entry, render_html, render_json
+from .paths import PathPolicy, resolve_path
+from .ranges import RangeNotSatisfiable, make_boundary, multipart_byteranges, parse_range
+from .request import Request
+from .response import BaseResponse, FileResponse, Response
+from .routing import App
+
+__all__ = ["FileServer"]
+
+#: Built-in table only: ``mimetypes.guess_type`` would also read the machine's mime.types,
+#: which makes the answer depend on where the server runs.
+_MIME = mimetypes.MimeTypes()
+#: Upload bytes gathered in memory before one write to disk (in a worker thread).
+WRITE_BUFFER_SIZE = 1024 * 1024
+#: Temporary upload files: hidden, so never listed or served, and recognisable.
+TEMP_PREFIX = ".trio-http-upload-"
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it; done once at import, before any threads write.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def content_type_for(name: str) -> str:
+    content_type, _ = _MIME.guess_type(name, strict=False)
+    return content_type or "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class _Validators:
+    etag: str
+    last_modified: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> _Validators:
+        return cls(make_etag(st.st_ino, st.st_size, st.st_mtime_ns), int(st.st_mtime))
+
+    def headers(self) -> dict[str, str]:
+        return {"etag": self.etag, "last-modified": format_http_date(self.last_modified)}
+
+
+class FileServer:
+    """Serves *root* under a URL prefix; :meth:`install` adds its routes to an :class:`App`."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        read_only: bool = False,
+        follow_symlinks: bool = False,
+        allow_hidden: bool = False,
+        listings: bool = True,
+        max_ranges: int = 16,
+    ) -> None:
+        self.policy = PathPolicy(Path(os.path.realpath(root)), follow_symlinks, allow_hidden)
+        self.read_only = read_only
+        self.listings = listings
+        self.max_ranges = max_ranges
+
+    def install(self, app: App, prefix: str = "/files") -> None:
+        """Route ``GET``/``HEAD`` (and unless read-only ``POST``, ``PUT``, ``DELETE``)."""
+        pattern = prefix.rstrip("/") + "/{path:path}"
+        app.add_route(pattern, self.get, ["GET"])
+        if not self.read_only:
+            app.add_route(pattern, self.post, ["POST"])
+            app.add_route(pattern, self.put, ["PUT"])
+            app.add_route(pattern, self.delete, ["DELETE"])
+
+    # ------------------------------------------------------------------ reading
+
+    async def get(self, request: Request) -> BaseResponse:
+        url_path = request.path_params["path"]
+        path = resolve_path(self.policy, url_path)
+        try:
+            file: BinaryIO = open(path, "rb")  # noqa: SIM115 - the response closes it
+        except (FileNotFoundError, NotADirectoryError):
+            raise HTTPError(404, "no such file") from None
+        except IsADirectoryError:
+            return await self._directory(request, path, url_path)
+        except PermissionError:
+            raise HTTPError(403, "permission denied") from None
+        try:
+            st = os.fstat(file.fileno())
+            if stat.S_ISDIR(st.st_mode):
+                file.close()
+                return await self._directory(request, path, url_path)
+            if not stat.S_ISREG(st.st_mode):
+                raise HTTPError(403, "not a regular file")
+            return self._file_response(request, file, st, path.name)
+        except BaseException:
+            file.close()
+            raise
+
+    def _file_response(
+        self, request: Request, file: BinaryIO, st: os.stat_result, name: str
+    ) -> BaseResponse:
+        validators = _Validators.of(st)
+        outcome = self._preconditions(request, validators, exists=True)
+        if outcome is Precondition.NOT_MODIFIED:
+            file.close()
+            return Response(status=304, headers=validators.headers())
+        headers = validators.headers()
+        headers["accept-ranges"] = "bytes"
+        content_type = content_type_for(name)
+        size = st.st_size
+        range_header = request.headers.get("range")
+        if range_header is None or not if_range_allows_partial(
+            request.headers.get("if-range"),
+            etag=validators.etag,
+            last_modified=validators.last_modified,
+        ):
+            return FileResponse(file, headers=headers, content_type=content_type)
+        try:
+            ranges = parse_range(range_header, size, max_ranges=self.max_ranges)
+        except RangeNotSatisfiable:
+            file.close()
+            headers["content-range"] = f"bytes */{size}"
+            raise HTTPError(416, "no satisfiable range", headers=headers) from None
+        if ranges is None:
+            return FileResponse(file, headers=headers, content_type=content_type)
+        if len(ranges) == 1:
+            (byte_range,) = ranges
+            headers["content-range"] = byte_range.content_range(size)
+            return FileResponse(
+                file,
+                206,
+                headers,
+                parts=[(byte_range.start, byte_range.length)],
+                content_type=content_type,
+            )
+        plan = multipart_byteranges(ranges, size, content_type, make_boundary())
+        parts: list[bytes | tuple[int, int]] = []
+        for part_head, byte_range in plan.parts:
+            parts.append(part_head)
+            parts.append((byte_range.start, byte_range.length))
+        parts.append(plan.trailer)
+        return FileResponse(file, 206, headers, parts=parts, content_type=plan.content_type)
+
+    def _preconditions(
+        self, request: Request, validators: _Validators | None, *, exists: bool
+    ) -> Precondition:
+        """Evaluate conditional headers; raise 412, return NOT_MODIFIED or PROCEED."""
+        headers = request.headers
+        outcome = evaluate_preconditions(
+            request.method,
+            if_match=headers.get("if-match"),
+            if_none_match=headers.get("if-none-match"),
+            if_modified_since=headers.get("if-modified-since"),
+            if_unmodified_since=headers.get("if-unmodified-since"),
+            etag=validators.etag if validators else None,
+            last_modified=validators.last_modified if validators else None,
+            exists=exists,
+        )
+        if outcome is Precondition.PRECONDITION_FAILED:
+            raise HTTPError(412, "precondition failed")
+        return outcome
+
+    async def _directory(self, request: Request, path: Path, url_path: str) -> Response:
+        if url_path and not url_path.endswith("/"):
+            # Relative links in the listing only work from a URL ending in "/".
+            location = request.path + "/"
+            if request.query_string:
+                location += "?" + request.query_string
+            return Response(status=301, headers={"location": location})
+        if not self.listings:
+            raise HTTPError(403, "directory listings are disabled")
+        entries = await trio.to_thread.run_sync(self._scan, path)
+        shown = "/" + url_path
+        if "application/json" in (request.headers.get("accept") or ""):
+            return Response(render_json(shown, entries), content_type="application/json")
+        return Response(
+            render_html(shown, entries, has_parent=bool(url_path)),
+            content_type="text/html; charset=utf-8",
+        )
+
+    def _scan(self, path: Path) -> list[Entry]:
+        """The entries of *path* that the path policy would let a client open."""
+        entries = []
+        with os.scandir(path) as scan:
+            for item in scan:
+                relative = path.relative_to(self.policy.root) / item.name
+                try:
+                    real = resolve_path(self.policy, relative.as_posix())
+                    st = os.stat(real)
+                except (HTTPError, OSError):
+                    continue  # hidden, escaping, or vanished: not listed
+                entries.append(Entry(item.name, stat.S_ISDIR(st.st_mode), st.st_size, st.st_mtime))
+        return entries
+
+    # ------------------------------------------------------------------ writing
+
+    async def post(self, request: Request) -> Response:
+        """Create or replace the file: ``201 Created`` (the CodeCrafters contract)."""
+        await self._store(request)
+        return Response(status=201)
+
+    async def put(self, request: Request) -> Response:
+        """Create (``201``) or replace (``204``) the file."""
+        created = await self._store(request)
+        return Response(status=201 if created else 204)
+
+    async def delete(self, request: Request) -> Response:
+        path = resolve_path(self.policy, request.path_params["path"])
+        st = self._stat(path)
+        if st is None:
+            raise HTTPError(404, "no such file")
+        if stat.S_ISDIR(st.st_mode):
+            raise HTTPError(409, "directories cannot be deleted")
+        self._preconditions(request, _Validators.of(st), exists=True)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            raise HTTPError(404, "no such file") from None
+        return Response(status=204)
+
+    @staticmethod
+    def _stat(path: Path) -> os.stat_result | None:
+        try:
+            return os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    async def _store(self, request: Request) -> bool:
+        """Write the request body to the target atomically; returns whether it was created."""
+        url_path = request.path_params["path"]
+        if not url_path or url_path.endswith("/"):
+            raise HTTPError(405, "cannot write to a directory", headers={"allow": "GET, HEAD"})
+        target = resolve_path(self.policy, url_path)
+        st = self._stat(target)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            raise HTTPError(409, "a directory has that name")
+        self._preconditions(request, _Validators.of(st) if st else None, exists=st is not None)
+        try:
+            await trio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
+        except (FileExistsError, NotADirectoryError):
+            raise HTTPError(409, "a parent of that path is a file") from None
+        # The parent may now exist through a symlink created meanwhile: check again.
+        resolve_path(self.policy, url_path)
+        try:
+            await self._write_atomically(request, target)
+        except OSError as exc:
+            if exc.errno in _NO_SPACE:
+                raise HTTPError(507, "no space left on the server's disk", close=True) from exc
+            raise
+        return st is None
+
+    async def _write_atomically(self, request: Request, target: Path) -> None:
+        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=".part")
+        renamed = False
+        try:
+            pending = bytearray()
+            async for chunk in request.stream():
+                pending += chunk
+                if len(pending) >= WRITE_BUFFER_SIZE:
+                    await trio.to_thread.run_sync(_write_all, fd, pending)
+                    pending.clear()
+            await trio.to_thread.run_sync(_finish, fd, pending, temp_name, target)
+            renamed = True
+        finally:
+            os.close(fd)
+            if not renamed:
+                try:
+                    os.unlink(temp_name)
+                except FileNotFoundError:
+                    pass
+
+
+def _write_all(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _finish(fd: int, pending: bytearray, temp_name: str, target: Path) -> None:
+    """Write the rest, make it durable, and move it into place (in a worker thread)."""
+    _write_all(fd, pending)
+    # mkstemp creates 0600; give the file the mode an ordinary create would have.
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    os.fsync(fd)
+    os.replace(temp_name, target)
+    # Make the rename itself durable: fsync the directory entry.
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,129 @@
+"""The request object handlers receive.
+
+A :class:`Request` is built from h11's ``Request`` event before the body has been read.  The
+body stays on the wire until a handler asks for it, through a :class:`BodySource` supplied by
+the connection; this is what makes streaming uploads, lazy ``100 Continue`` and early refusals
+(413, 404 before reading) possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+from urllib.parse import parse_qsl, unquote
+
+from .errors import BodyTooLarge
+from .headers import Headers
+
+__all__ = ["BodySource", "Request"]
+
+
+class BodySource(Protocol):
+    """Where a request's body comes from (the connection, or a fixed byte string in tests)."""
+
+    async def receive_body_chunk(self) -> bytes:
+        """Return the next piece of the body, or ``b""`` once it is complete.
+
+        Raises :class:`~trio_http.ClientDisconnected` if the client goes away first.
+        """
+        ...
+
+
+class _NoBody:
+    async def receive_body_chunk(self) -> bytes:
+        return b""
+
+
+_NO_BODY = _NoBody()
+
+
+class Request:
+    """One HTTP request: method, target, headers, client address, and a body to be read.
+
+    ``path`` is the target's path as sent (still percent-encoded); route parameters in
+    ``path_params`` are decoded.  The body can be consumed once, either piecewise with
+    ``async for chunk in request.stream()`` or whole with ``await request.body()``.
+    """
+
+    __slots__ = (
+        "_body_consumed",
+        "_body_source",
+        "_cached_body",
+        "client",
+        "headers",
+        "http_version",
+        "method",
+        "path",
+        "path_params",
+        "query_string",
+        "target",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        headers: Headers,
+        *,
+        http_version: str = "1.1",
+        client: tuple[str, int] | None = None,
+        body_source: BodySource | None = None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        path, _, query = target.partition("?")
+        self.path = path
+        self.query_string = query
+        self.headers = headers
+        self.http_version = http_version
+        self.client = client
+        self.path_params: dict[str, str] = {}
+        self._body_source: BodySource = body_source or _NO_BODY
+        self._body_consumed = False
+        self._cached_body: bytes | None = None
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        """The decoded query parameters, each name mapped to all its values."""
+        params: dict[str, list[str]] = {}
+        for name, value in parse_qsl(self.query_string, keep_blank_values=True):
+            params.setdefault(name, []).append(value)
+        return params
+
+    @property
+    def decoded_path(self) -> str:
+        """``path`` percent-decoded as UTF-8 (invalid sequences replaced)."""
+        return unquote(self.path, errors="replace")
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        """Yield the body in pieces as they arrive; the iterator ends with the body.
+
+        May be called once.  Raises :class:`~trio_http.ClientDisconnected` if the client goes
+        away mid-body and :class:`~trio_http.BodyTooLarge` (an ``HTTPError(413)``) once the body
+        crosses the server's limit.  Cancellation leaves the rest of the body unread; the
+        connection then closes rather than misread it as the next request.
+        """
+        if self._body_consumed:
+            raise RuntimeError("the request body has already been read")
+        self._body_consumed = True
+        while chunk := await self._body_source.receive_body_chunk():
+            yield chunk
+
+    async def body(self, *, max_size: int | None = None) -> bytes:
+        """Read and return the whole body (cached, so it may be called again).
+
+        *max_size* caps what is held in memory; a larger body raises ``BodyTooLarge`` (413).
+        """
+        if self._cached_body is None:
+            parts: list[bytes] = []
+            size = 0
+            async for chunk in self.stream():
+                size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise BodyTooLarge(max_size)
+                parts.append(chunk)
+            self._cached_body = b"".join(parts)
+        return self._cached_body
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target!r}>"

@@ -1,0 +1,213 @@
+"""Response types: bytes in memory, a stream from an async iterator, or ranges of an open file.
+
+Every response has ``status``, ``headers`` and ``content_length`` (``None`` when not known in
+advance, which makes h11 use chunked framing for HTTP/1.1 and close-delimited framing for
+HTTP/1.0) and can produce its body with :meth:`BaseResponse.iter_body`.  The connection sends
+the common cases faster than that generic path: a :class:`Response` goes out in a single write
+together with its head, and a :class:`FileResponse` over plain TCP goes through ``sendfile``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from http import HTTPStatus
+from typing import BinaryIO
+
+import trio
+
+from .headers import HeaderInput, Headers
+
+__all__ = [
+    "BaseResponse",
+    "FileResponse",
+    "Response",
+    "StreamingResponse",
+    "error_response",
+    "reason_phrase",
+]
+
+_REASONS: dict[int, bytes] = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+
+#: How much of a file is read per step when it cannot be sent with ``sendfile``.
+FILE_CHUNK_SIZE = 256 * 1024
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase for *status* (``b""`` for an unregistered code)."""
+    return _REASONS.get(status, b"")
+
+
+class BaseResponse:
+    """What every response has.  Subclass one of the concrete classes rather than this."""
+
+    __slots__ = ("compress", "headers", "status")
+
+    def __init__(
+        self, status: int, headers: HeaderInput | Headers | None, compress: bool | None
+    ) -> None:
+        if not 200 <= status <= 999:
+            raise ValueError(f"a final response needs a status from 200 to 999, not {status}")
+        self.status = status
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        #: ``True``: compress whenever the client accepts a coding; ``False``: never;
+        #: ``None``: the server's policy decides from the content type and size.
+        self.compress = compress
+
+    @property
+    def content_length(self) -> int | None:
+        raise NotImplementedError
+
+    def iter_body(self) -> AsyncIterator[bytes]:
+        """Yield the body.  The connection calls this at most once, then :meth:`aclose`."""
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Release what the response holds (an open file, an iterator).  Idempotent."""
+
+
+class Response(BaseResponse):
+    """A response whose body is in memory (``str`` bodies are encoded as UTF-8).
+
+    ``Content-Length`` is always set from the body, so a handler cannot get it wrong.
+    """
+
+    __slots__ = ("body",)
+
+    def __init__(
+        self,
+        body: bytes | str = b"",
+        status: int = 200,
+        headers: HeaderInput | Headers | None = None,
+        *,
+        content_type: str | None = None,
+        compress: bool | None = None,
+    ) -> None:
+        super().__init__(status, headers, compress)
+        self.body = body.encode("utf-8") if isinstance(body, str) else body
+        if content_type is not None:
+            self.headers.set("content-type", content_type)
+
+    @property
+    def content_length(self) -> int:
+        return len(self.body)
+
+    async def iter_body(self) -> AsyncIterator[bytes]:
+        if self.body:
+            yield self.body
+
+
+class StreamingResponse(BaseResponse):
+    """A response whose body comes from an async iterator of ``bytes``.
+
+    With *content_length* ``None`` the body is sent chunked (HTTP/1.1) or delimited by closing
+    the connection (HTTP/1.0).  If the iterator yields a different number of bytes than a
+    declared *content_length*, the connection is aborted rather than send a wrong length.  The
+    iterator is closed (``aclose``) when sending ends, however it ends.
+    """
+
+    __slots__ = ("_content", "_content_length")
+
+    def __init__(
+        self,
+        content: AsyncIterable[bytes],
+        status: int = 200,
+        headers: HeaderInput | Headers | None = None,
+        *,
+        content_type: str | None = None,
+        content_length: int | None = None,
+        compress: bool | None = None,
+    ) -> None:
+        super().__init__(status, headers, compress)
+        self._content = content
+        self._content_length = content_length
+        if content_type is not None:
+            self.headers.set("content-type", content_type)
+
+    @property
+    def content_length(self) -> int | None:
+        return self._content_length
+
+    async def iter_body(self) -> AsyncIterator[bytes]:
+        async for chunk in self._content:
+            if chunk:
+                yield chunk
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._content, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+#: A piece of a :class:`FileResponse` body: literal bytes, or ``(offset, length)`` of the file.
+FilePart = bytes | tuple[int, int]
+
+
+class FileResponse(BaseResponse):
+    """Parts of an already-open file, interleaved with literal bytes, sent in constant memory.
+
+    The response owns *file* and closes it in :meth:`aclose`.  *parts* defaults to the whole
+    file as measured by ``fstat`` on the open descriptor, so the length sent is the length of
+    the file that was opened even if the name is replaced meanwhile.  If the file shrinks while
+    it is being sent, :class:`FileChangedError` is raised and the connection is aborted: a
+    truncated body with a correct-looking length would be worse.
+    """
+
+    __slots__ = ("_content_length", "file", "parts")
+
+    def __init__(
+        self,
+        file: BinaryIO,
+        status: int = 200,
+        headers: HeaderInput | Headers | None = None,
+        *,
+        parts: Sequence[FilePart] | None = None,
+        content_type: str | None = None,
+        compress: bool | None = None,
+    ) -> None:
+        super().__init__(status, headers, compress)
+        self.file = file
+        if parts is None:
+            parts = [(0, os.fstat(file.fileno()).st_size)]
+        self.parts: Sequence[FilePart] = parts
+        self._content_length = sum(
+            len(part) if isinstance(part, bytes) else part[1] for part in parts
+        )
+        if content_type is not None:
+            self.headers.set("content-type", content_type)
+
+    @property
+    def content_length(self) -> int:
+        return self._content_length
+
+    async def iter_body(self) -> AsyncIterator[bytes]:
+        for part in self.parts:
+            if isinstance(part, bytes):
+                yield part
+                continue
+            offset, remaining = part
+            while remaining:
+                size = min(remaining, FILE_CHUNK_SIZE)
+                chunk = await trio.to_thread.run_sync(os.pread, self.file.fileno(), size, offset)
+                if not chunk:
+                    raise FileChangedError(self.file.name)
+                offset += len(chunk)
+                remaining -= len(chunk)
+                yield chunk
+
+    async def aclose(self) -> None:
+        self.file.close()
+
+
+class FileChangedError(Exception):
+    """The file being sent shrank after its length was announced."""
+
+
+def error_response(
+    status: int, detail: str | None = None, headers: HeaderInput | Headers | None = None
+) -> Response:
+    """A short plain-text response such as ``404 Not Found: no such file``."""
+    text = f"{status} {reason_phrase(status).decode('ascii')}"
+    if detail:
+        text += f": {detail}"
+    return Response(text + "\n", status, headers, content_type="text/plain; charset=utf-8")

@@ -1,0 +1,176 @@
+"""Listening, accepting, and shutting down: the Trio shell around :class:`HTTPConnection`.
+
+:class:`Server` runs ``trio.serve_listeners`` with its own *connection nursery*, which is
+shielded from the caller's cancellation.  That is what makes shutdown graceful: when the
+caller cancels (or :meth:`Server.shutdown` is called), accepting stops at once, idle
+connections close, in-flight requests get ``graceful_timeout`` seconds to finish, and only
+then is the connection nursery cancelled.  :meth:`Server.stop_now` skips the wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from .accesslog import AccessLogger, LogFormat
+from .config import ServerConfig
+from .connection import ConnectionRegistry, HTTPConnection
+from .routing import Handler
+
+__all__ = ["Address", "Server", "serve"]
+
+log = logging.getLogger("trio_http.error")
+
+Address = tuple[str, int]
+
+# Sent without h11 to a connection over the limit: it never gets a task of its own.
+_OVERLOADED = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 39\r\n"
+    b"connection: close\r\nretry-after: 1\r\n\r\n503 Service Unavailable: server is busy\n"
+)
+
+
+def _client_address(stream: trio.abc.Stream) -> Address | None:
+    sock = getattr(stream, "socket", None)
+    if sock is None:
+        return None
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return None
+    if isinstance(peer, tuple):
+        return str(peer[0]), int(peer[1])
+    return None
+
+
+class Server:
+    """An HTTP server for *handler*.  Run it with :meth:`serve`; stop it by cancelling that,
+    or with :meth:`shutdown` (graceful) and :meth:`stop_now`."""
+
+    def __init__(
+        self,
+        handler: Handler,
+        config: ServerConfig | None = None,
+        *,
+        access_log_format: LogFormat = "combined",
+    ) -> None:
+        self.handler = handler
+        self.config = config or ServerConfig()
+        self.registry = ConnectionRegistry()
+        self._access_logger = AccessLogger(access_log_format) if self.config.access_log else None
+        self._stop_accepting = trio.CancelScope()
+        self._connections_scope: trio.CancelScope | None = None
+        self._stop_requested = False
+
+    async def serve(
+        self,
+        listeners: Sequence[trio.abc.Listener[Any]],
+        *,
+        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept on *listeners* until shut down; reports the bound addresses via *task_status*.
+
+        Returns after a shutdown once every connection is closed.  Closes the listeners.
+        """
+        async with trio.open_nursery() as connections:
+            # Shielded: the caller's cancellation must not reach in-flight requests before
+            # they had their graceful_timeout.  The finally block below sets the deadline.
+            connections.cancel_scope.shield = True
+            self._connections_scope = connections.cancel_scope
+            try:
+                with self._stop_accepting:
+                    if self._stop_requested:
+                        self._stop_accepting.cancel()
+                    async with trio.open_nursery() as acceptors:
+                        await acceptors.start(
+                            self._accept, list(listeners), connections
+                        )
+                        task_status.started(_listener_addresses(listeners))
+            finally:
+                self._begin_drain(self.config.graceful_timeout)
+
+    async def _accept(
+        self,
+        listeners: list[trio.abc.Listener[Any]],
+        connections: trio.Nursery,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        await trio.serve_listeners(
+            self._handle, listeners, handler_nursery=connections, task_status=task_status
+        )
+
+    async def _handle(self, stream: trio.abc.Stream) -> None:
+        limit = self.config.limit_concurrency
+        if limit is not None and len(self.registry.connections) >= limit:
+            with trio.move_on_after(1):
+                try:
+                    await stream.send_all(_OVERLOADED)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+            return
+        connection = HTTPConnection(
+            stream,
+            self.handler,
+            self.config,
+            client=_client_address(stream),
+            registry=self.registry,
+            access_logger=self._access_logger,
+        )
+        await connection.run()
+
+    def shutdown(self) -> None:
+        """Stop accepting, close idle connections, give the rest ``graceful_timeout``."""
+        self._stop_requested = True
+        self._stop_accepting.cancel()
+
+    def stop_now(self) -> None:
+        """Abort every connection at once."""
+        self.shutdown()
+        if self._connections_scope is not None:
+            self._connections_scope.cancel()
+
+    def _begin_drain(self, timeout: float) -> None:
+        self.registry.drain()
+        if self._connections_scope is not None:
+            deadline = trio.current_time() + timeout if math.isfinite(timeout) else math.inf
+            self._connections_scope.deadline = min(self._connections_scope.deadline, deadline)
+
+
+def _listener_addresses(listeners: Sequence[trio.abc.Listener[Any]]) -> list[Address]:
+    addresses = []
+    for listener in listeners:
+        sock = getattr(listener, "socket", None)
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            host, port = sock.getsockname()[:2]
+            addresses.append((str(host), int(port)))
+    return addresses
+
+
+async def serve(
+    handler: Handler,
+    host: str | None = "127.0.0.1",
+    port: int = 8000,
+    *,
+    config: ServerConfig | None = None,
+    backlog: int | None = None,
+    task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve *handler* (usually an :class:`~trio_http.App`) on *host*:*port* until cancelled.
+
+    Use it with ``nursery.start`` to get the bound addresses once listening (``port=0``
+    picks a free port)::
+
+        addresses = await nursery.start(trio_http.serve, app, "127.0.0.1", 0)
+
+    *host* ``None`` listens on every interface.  Cancelling the surrounding scope shuts down
+    gracefully (see :class:`Server`), so this may take up to ``config.graceful_timeout``
+    seconds to return.  Raises ``OSError`` if it cannot listen.
+    """
+    listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    await Server(handler, config).serve(listeners, task_status=task_status)
