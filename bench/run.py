@@ -119,14 +119,11 @@ class ServerSpec:
 
 
 def trio_http_command(cfg: Config, port: int, tmp: Path) -> list[str]:
-    cmd = [cfg.python, "-m", "trio_http", "serve", "--host", HOST, "--port", str(port)]
-    cmd += ["--directory", str(cfg.files_dir), "--no-access-log"]
-    help_text = subprocess.run(
-        [cfg.python, "-m", "trio_http", "serve", "--help"], capture_output=True, text=True
-    ).stdout
-    if "--keep-alive-timeout" in help_text:
-        cmd += ["--keep-alive-timeout", str(KEEP_ALIVE_S)]
-    return cmd
+    return [
+        cfg.python, "-m", "trio_http", "serve", "--host", HOST, "--port", str(port),
+        "--directory", str(cfg.files_dir), "--no-access-log", "--log-level", "warning",
+        "--backlog", "4096", "--timeout-keep-alive", str(KEEP_ALIVE_S),
+    ]  # fmt: skip
 
 
 def hypercorn_command(cfg: Config, port: int, tmp: Path) -> list[str]:

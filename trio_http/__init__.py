@@ -15,8 +15,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .config import ServerConfig
 from .compression import CompressionPolicy
+from .config import ServerConfig
 from .errors import BodyTooLarge, ClientDisconnected, HTTPError
 from .headers import Headers
 from .request import Request

@@ -39,7 +39,9 @@ def parse_size(text: str) -> int:
     try:
         size = int(float(number) * _SIZE_UNITS[unit])
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (try 1048576, 512K or 1G)") from None
+        raise argparse.ArgumentTypeError(
+            f"not a size: {text!r} (try 1048576, 512K or 1G)"
+        ) from None
     if size < 0:
         raise argparse.ArgumentTypeError(f"size must not be negative: {text!r}")
     return size
@@ -90,51 +92,112 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     net = serve.add_argument_group("listening")
-    net.add_argument("--host", default="127.0.0.1", help="address to listen on ('::' or "
-                     "'0.0.0.0' for every interface)")
+    net.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on ('::' or '0.0.0.0' for every interface)",
+    )
     net.add_argument("--port", type=_port, default=8000, help="TCP port (0 picks a free one)")
     net.add_argument("--backlog", type=_positive_int, default=1024, help="listen queue length")
 
     files = serve.add_argument_group("files")
-    files.add_argument("--directory", type=Path, metavar="DIR",
-                       help="serve and store files under DIR at /files/ (default: no file routes)")
+    files.add_argument(
+        "--directory",
+        type=Path,
+        metavar="DIR",
+        help="serve and store files under DIR at /files/ (default: no file routes)",
+    )
     files.add_argument("--read-only", action="store_true", help="refuse POST, PUT and DELETE (405)")
-    files.add_argument("--follow-symlinks", action="store_true",
-                       help="follow symlinks that lead outside DIR")
-    files.add_argument("--show-hidden", action="store_true",
-                       help="serve and list names starting with '.'")
+    files.add_argument(
+        "--follow-symlinks", action="store_true", help="follow symlinks that lead outside DIR"
+    )
+    files.add_argument(
+        "--show-hidden", action="store_true", help="serve and list names starting with '.'"
+    )
     files.add_argument("--no-listing", action="store_true", help="no directory listings (403)")
-    files.add_argument("--max-body-size", type=parse_size, default=defaults.max_body_size,
-                       metavar="SIZE", help="largest request body in bytes (K, M, G suffixes)")
+    files.add_argument(
+        "--max-body-size",
+        type=parse_size,
+        default=defaults.max_body_size,
+        metavar="SIZE",
+        help="largest request body in bytes (K, M, G suffixes)",
+    )
 
     limits = serve.add_argument_group("timeouts and limits (seconds; 0 disables a timeout)")
-    limits.add_argument("--timeout-keep-alive", type=_seconds, default=defaults.keep_alive_timeout,
-                        metavar="S", help="close idle keep-alive connections after S")
-    limits.add_argument("--timeout-header", type=_seconds, default=defaults.header_timeout,
-                        metavar="S", help="time allowed to send a request head (then 408)")
-    limits.add_argument("--timeout-body", type=_seconds, default=defaults.body_timeout,
-                        metavar="S", help="longest pause while sending a request body (then 408)")
-    limits.add_argument("--timeout-write", type=_seconds, default=defaults.write_timeout,
-                        metavar="S", help="longest time a client may stop reading a response")
-    limits.add_argument("--graceful-timeout", type=float, default=defaults.graceful_timeout,
-                        metavar="S", help="on shutdown, time in-flight requests may take")
-    limits.add_argument("--limit-concurrency", type=_positive_int, default=None, metavar="N",
-                        help="connections served at once; more get 503 (default: unlimited)")
-    limits.add_argument("--limit-max-requests", type=_positive_int, default=None, metavar="N",
-                        help="requests per connection before it is closed (default: unlimited)")
-    limits.add_argument("--max-header-size", type=parse_size, default=defaults.max_header_size,
-                        metavar="SIZE", help="largest request head (then 431)")
+    limits.add_argument(
+        "--timeout-keep-alive",
+        type=_seconds,
+        default=defaults.keep_alive_timeout,
+        metavar="S",
+        help="close idle keep-alive connections after S",
+    )
+    limits.add_argument(
+        "--timeout-header",
+        type=_seconds,
+        default=defaults.header_timeout,
+        metavar="S",
+        help="time allowed to send a request head (then 408)",
+    )
+    limits.add_argument(
+        "--timeout-body",
+        type=_seconds,
+        default=defaults.body_timeout,
+        metavar="S",
+        help="longest pause while sending a request body (then 408)",
+    )
+    limits.add_argument(
+        "--timeout-write",
+        type=_seconds,
+        default=defaults.write_timeout,
+        metavar="S",
+        help="longest time a client may stop reading a response",
+    )
+    limits.add_argument(
+        "--graceful-timeout",
+        type=float,
+        default=defaults.graceful_timeout,
+        metavar="S",
+        help="on shutdown, time in-flight requests may take",
+    )
+    limits.add_argument(
+        "--limit-concurrency",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="connections served at once; more get 503 (default: unlimited)",
+    )
+    limits.add_argument(
+        "--limit-max-requests",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="requests per connection before it is closed (default: unlimited)",
+    )
+    limits.add_argument(
+        "--max-header-size",
+        type=parse_size,
+        default=defaults.max_header_size,
+        metavar="SIZE",
+        help="largest request head (then 431)",
+    )
 
     output = serve.add_argument_group("responses and logging")
     output.add_argument("--no-date-header", action="store_true", help="do not send Date")
     output.add_argument("--no-server-header", action="store_true", help="do not send Server")
-    output.add_argument("--no-compression", action="store_true",
-                        help="never compress responses")
+    output.add_argument("--no-compression", action="store_true", help="never compress responses")
     output.add_argument("--no-access-log", action="store_true", help="no access log")
-    output.add_argument("--access-log-format", choices=["combined", "json"], default="combined",
-                        help="access log line format (on stdout)")
-    output.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        default="info", help="level of the error log (on stderr)")
+    output.add_argument(
+        "--access-log-format",
+        choices=["combined", "json"],
+        default="combined",
+        help="access log line format (on stdout)",
+    )
+    output.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="level of the error log (on stderr)",
+    )
     return parser
 
 
@@ -239,8 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             reason = "permission denied (ports below 1024 need privileges)"
         else:
             reason = exc.strerror or str(exc)
-        print(f"trio-http: error: cannot listen on {args.host}:{args.port}: {reason}",
-              file=sys.stderr)
+        print(
+            f"trio-http: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr
+        )
         return 1
     except KeyboardInterrupt:  # pragma: no cover - the signal receiver handles SIGINT
         return 130

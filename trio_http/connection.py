@@ -18,8 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 import h11
 import trio
@@ -47,6 +46,8 @@ BODY_RECEIVE_SIZE = 256 * 1024
 JOIN_LIMIT = 64 * 1024
 #: Status codes that must not carry Content-Length (RFC 9110 §8.6) or a body.
 _NO_LENGTH_STATUSES = frozenset({204, 304})
+
+_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 
 Waiting = Literal["idle", "head", "body", "write", "nothing"]
 
@@ -206,7 +207,7 @@ class HTTPConnection:
             self._waiting_for = "nothing"
         if not data:
             self._eof = True
-        self._conn.receive_data(data)
+        self._conn.receive_data(data)  # type: ignore[arg-type]  # bytearray is fine
 
     async def _next_request_event(self) -> h11.Request | HTTPError | None:
         """Wait for the next request head.
@@ -258,9 +259,8 @@ class HTTPConnection:
                 content_length = value
             elif name == b"transfer-encoding":
                 chunked = True
-            elif name == b"expect":
-                if value.lower() != b"100-continue":
-                    return HTTPError(417, "only 'Expect: 100-continue' is supported", close=True)
+            elif name == b"expect" and value.lower() != b"100-continue":
+                return HTTPError(417, "only 'Expect: 100-continue' is supported", close=True)
         if chunked and content_length is not None:
             # A message with both is how request smuggling works: refuse, and close, because
             # we cannot know where this request ends.
@@ -285,16 +285,15 @@ class HTTPConnection:
         if conn.their_state is not h11.SEND_BODY:
             return b""
         if conn.client_is_waiting_for_100_continue:
-            await self._send(
-                conn.send(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
-            )
+            await self._send(self._send_event(_CONTINUE))
         while True:
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 if self._eof:
-                    raise ClientDisconnected("the client closed before the body was complete")
-                raise HTTPError(exc.error_status_hint, f"bad request body: {exc}", close=True)
+                    raise ClientDisconnected("the client closed mid-body") from exc
+                status = exc.error_status_hint
+                raise HTTPError(status, f"bad request body: {exc}", close=True) from exc
             if event is h11.NEED_DATA:
                 await self._receive("body", self._config.body_timeout, BODY_RECEIVE_SIZE)
                 continue
@@ -323,7 +322,7 @@ class HTTPConnection:
                     return False
         except (HTTPError, ClientDisconnected):
             return False
-        return self._conn.their_state is h11.DONE
+        return True  # receive_body_chunk returned b"": the request is complete
 
     # ---------------------------------------------------------------- serving
 
@@ -362,7 +361,9 @@ class HTTPConnection:
         except ClientDisconnected:
             raise
         except Exception:
-            log.exception("%s: handler failed for %s %s", self._peer(), request.method, request.target)
+            log.exception(
+                "%s: handler failed for %s %s", self._peer(), request.method, request.target
+            )
             self._close_after_response = True
             return error_response(500, "the server failed to handle this request")
         return await negotiate_and_encode(
@@ -459,12 +460,13 @@ class HTTPConnection:
             if isinstance(response, Response):
                 return await self._send_bytes_body(data, response.body)
             await self._send(data)
-            if isinstance(response, FileResponse) and SocketSender.for_stream(self._stream) is not None:
-                sent = await self._send_file_body(response)
+            sender = SocketSender.for_stream(self._stream)
+            if isinstance(response, FileResponse) and sender is not None:
+                sent = await self._send_file_body(response, sender)
             else:
                 sent = 0
                 async for chunk in response.iter_body():
-                    await self._send_pieces(conn.send_with_data_passthrough(h11.Data(data=chunk)))
+                    await self._send_data(chunk)
                     sent += len(chunk)
             await self._send(self._send_event(h11.EndOfMessage()))
             return sent
@@ -477,7 +479,6 @@ class HTTPConnection:
             await response.aclose()
 
     async def _send_bytes_body(self, head: bytes, body: bytes) -> int:
-        conn = self._conn
         if len(body) <= JOIN_LIMIT:
             payload = head
             if body:
@@ -485,24 +486,24 @@ class HTTPConnection:
             await self._send(payload + self._send_event(h11.EndOfMessage()))
         else:
             await self._send(head)
-            await self._send_pieces(conn.send_with_data_passthrough(h11.Data(data=body)))
+            await self._send_data(body)
             await self._send(self._send_event(h11.EndOfMessage()))
         return len(body)
 
-    async def _send_file_body(self, response: FileResponse) -> int:
+    async def _send_file_body(self, response: FileResponse, sender: SocketSender) -> int:
         """Send a file response with ``sendfile``, h11 framing the body (see sendfile.py)."""
-        sender = SocketSender.for_stream(self._stream)
-        assert sender is not None
         sent = 0
         for part in response.parts:
             if isinstance(part, bytes):
-                await self._send_pieces(self._conn.send_with_data_passthrough(h11.Data(data=part)))
+                await self._send_data(part)
                 sent += len(part)
                 continue
             offset, length = part
             # h11 only counts the Data event's length (for Content-Length framing) and hands
             # back the object; sendfile then moves the bytes without copying them through us.
-            pieces = self._conn.send_with_data_passthrough(h11.Data(data=_Blank(length)))
+            blank = cast(bytes, _Blank(length))
+            pieces = self._conn.send_with_data_passthrough(h11.Data(data=blank))
+            assert pieces is not None
             for piece in pieces:
                 if isinstance(piece, _Blank):
                     await self._sendfile(sender, response.file, offset, length)
@@ -511,12 +512,15 @@ class HTTPConnection:
             sent += length
         return sent
 
-    def _send_event(self, event: h11.Data | h11.EndOfMessage) -> bytes:
+    def _send_event(self, event: h11.Event) -> bytes:
         data = self._conn.send(event)
         assert data is not None
         return data
 
-    async def _send_pieces(self, pieces: Iterable[bytes]) -> None:
+    async def _send_data(self, data: bytes) -> None:
+        """Send one piece of body, framed by h11 without copying *data* into a new buffer."""
+        pieces = self._conn.send_with_data_passthrough(h11.Data(data=data))
+        assert pieces is not None
         for piece in pieces:
             await self._send(piece)
 
@@ -533,7 +537,9 @@ class HTTPConnection:
             self._timeout_scope.deadline = math.inf
             self._waiting_for = "nothing"
 
-    async def _sendfile(self, sender: SocketSender, file: BinaryIO, offset: int, length: int) -> None:
+    async def _sendfile(
+        self, sender: SocketSender, file: BinaryIO, offset: int, length: int
+    ) -> None:
         """Send part of *file* with ``sendfile``; ``write_timeout`` bounds each stall."""
         self._waiting_for = "write"
         timeout = self._config.write_timeout

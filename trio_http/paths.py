@@ -58,8 +58,11 @@ def resolve_path(policy: PathPolicy, url_path: str) -> Path:
     inside = real == root or root in real.parents
     if not inside and not policy.follow_symlinks:
         raise HTTPError(403, "path leads outside the served directory")
-    if inside and not policy.allow_hidden:
-        # A symlink with an ordinary name may point at a hidden file.
-        if any(part.startswith(".") for part in real.relative_to(root).parts):
-            raise HTTPError(403, "hidden files are not served")
+    # A symlink with an ordinary name may point at a hidden file.
+    if (
+        inside
+        and not policy.allow_hidden
+        and any(part.startswith(".") for part in real.relative_to(root).parts)
+    ):
+        raise HTTPError(403, "hidden files are not served")
     return real

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 from .errors import HTTPError
 from .request import Request
-from .response import BaseResponse, Response
+from .response import BaseResponse
 
 __all__ = ["App", "Handler", "Route"]
 
@@ -157,10 +157,11 @@ class App:
         if lookup not in self._methods:
             raise HTTPError(501, f"method {method} is not implemented")
         if allowed:
-            raise HTTPError(405, f"{method} is not allowed here", headers={"allow": ", ".join(allowed)})
+            raise HTTPError(
+                405, f"{method} is not allowed here", headers={"allow": ", ".join(allowed)}
+            )
         raise HTTPError(404, "no such resource")
 
     async def __call__(self, request: Request) -> BaseResponse:
         handler, request.path_params = self.resolve(request.method, request.path)
         return await handler(request)
-

@@ -9,6 +9,7 @@ then is the connection nursery cancelled.  :meth:`Server.stop_now` skips the wai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import socket
@@ -87,9 +88,7 @@ class Server:
                     if self._stop_requested:
                         self._stop_accepting.cancel()
                     async with trio.open_nursery() as acceptors:
-                        await acceptors.start(
-                            self._accept, list(listeners), connections
-                        )
+                        await acceptors.start(self._accept, list(listeners), connections)
                         task_status.started(_listener_addresses(listeners))
             finally:
                 self._begin_drain(self.config.graceful_timeout)
@@ -99,7 +98,7 @@ class Server:
         listeners: list[trio.abc.Listener[Any]],
         connections: trio.Nursery,
         *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         await trio.serve_listeners(
             self._handle, listeners, handler_nursery=connections, task_status=task_status
@@ -108,11 +107,11 @@ class Server:
     async def _handle(self, stream: trio.abc.Stream) -> None:
         limit = self.config.limit_concurrency
         if limit is not None and len(self.registry.connections) >= limit:
-            with trio.move_on_after(1):
-                try:
-                    await stream.send_all(_OVERLOADED)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    pass
+            with (
+                trio.move_on_after(1),
+                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError),
+            ):
+                await stream.send_all(_OVERLOADED)
             return
         connection = HTTPConnection(
             stream,
