@@ -773,6 +773,7 @@ def machine_info(cfg: Config) -> dict[str, object]:
         "python": platform.python_version(),
         "kernel": platform.release(),
         "pinned": cfg.pin,
+        "loadavg_at_start": os.getloadavg(),
         "versions": versions,
     }
 
@@ -868,7 +869,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     prepare_data(cfg)
     info = machine_info(cfg)
-    print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, load {load}")
     print(f"servers: {', '.join(s.name for s in specs)}; {cfg.repeat} run(s) of {cfg.duration} s\n")
 
     results: list[Result] = []
@@ -894,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = RESULTS_DIR / f"{stamp}{'-quick' if args.quick else ''}.json"
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
+    info["loadavg_at_end"] = os.getloadavg()
     payload = {
         "machine": info,
         "config": config,

@@ -406,6 +406,7 @@ class HTTPConnection:
         if (
             self._close_after_response
             or request is None
+            or _client_wants_close(request)
             or (self._registry is not None and self._registry.draining)
             or (
                 config.max_requests_per_connection is not None
@@ -558,6 +559,13 @@ class HTTPConnection:
 
     def _peer(self) -> str:
         return f"{self._client[0]}:{self._client[1]}" if self._client else "client"
+
+
+def _client_wants_close(request: Request) -> bool:
+    """HTTP/1.0 (h11 does not do 1.0 keep-alive) or ``Connection: close``."""
+    if request.http_version == "1.0":
+        return True
+    return any(token.lower() == "close" for token in request.headers.get_comma_list("connection"))
 
 
 class _Blank:
