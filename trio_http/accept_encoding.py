@@ -47,7 +47,7 @@ def choose_coding(accept_encoding: str | None, available: Sequence[str]) -> str 
     *available* lists the codings the server can produce, most preferred first; it breaks ties
     between equal q-values.  A coding is chosen only if its q-value is positive and at least
     that of ``identity`` (so ``gzip, identity`` compresses and ``gzip;q=0.5, identity`` does
-    not).  ``*`` stands for every coding not listed by name.  With no ``Accept-Encoding`` at all
+    not; an unlisted ``identity`` ranks below any listed coding).  ``*`` stands for every coding not listed by name.  With no ``Accept-Encoding`` at all
     we send identity: RFC 9110 allows any coding then, but a client that said nothing may not
     be able to decode one.  When the client refuses identity as well as everything we have,
     we send identity anyway, which §12.5.3 permits instead of a 406.
@@ -58,7 +58,9 @@ def choose_coding(accept_encoding: str | None, available: Sequence[str]) -> str 
     if not weights:
         return None
     star = weights.get("*")
-    identity = weights.get("identity", star if star is not None else 1.0)
+    # identity is always acceptable unless excluded; unlisted, it ranks below every listed
+    # coding (a client that lists "gzip;q=0.5" alone still wants gzip).
+    identity = weights.get("identity", star if star is not None else 0.0)
     best, best_weight = None, 0.0
     for coding in available:
         weight = weights.get(coding, star if star is not None else 0.0)

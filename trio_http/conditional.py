@@ -25,11 +25,7 @@ __all__ = [
 
 # §8.8.3: entity-tag = [ %s"W/" ] DQUOTE *etagc DQUOTE, where etagc is any VCHAR except DQUOTE,
 # or obs-text. A comma is an etagc, so a list cannot simply be split on commas.
-_TAG = r'(?:W/)?"[\x21\x23-\x7e\x80-\xff]*"'
 _ENTITY_TAG = re.compile(r'(W/)?"([\x21\x23-\x7e\x80-\xff]*)"')
-# #entity-tag (§5.6.1): tags separated by OWS "," OWS, plus any number of empty elements,
-# which recipients must accept. "a" "b" and "a"x are malformed.
-_ENTITY_TAG_LIST = re.compile(rf"[ \t,]*(?:{_TAG}(?:[ \t]*,[ \t,]*{_TAG})*)?[ \t,]*")
 
 # §13.2.1: preconditions are ignored for methods that neither select nor modify a
 # representation.
@@ -93,11 +89,25 @@ def parse_entity_tag_list(value: str) -> tuple[EntityTag, ...] | None:
 
     An empty list (only OWS and commas) is valid and returns ``()``.
     """
-    if _ENTITY_TAG_LIST.fullmatch(value) is None:
-        return None
-    # Validated, so the tags are exactly the left-to-right matches: none can start inside
-    # another, since a tag's content holds no DQUOTE.
-    return tuple(EntityTag(m[2], weak=m[1] is not None) for m in _ENTITY_TAG.finditer(value))
+    # A hand-written scan rather than one regex for the whole list: nested quantifiers over
+    # separators backtrack quadratically on hostile input.
+    tags: list[EntityTag] = []
+    pos, end = 0, len(value)
+    while True:
+        # §5.6.1: OWS around commas, and empty elements, which recipients must accept.
+        while pos < end and value[pos] in " \t,":
+            pos += 1
+        if pos == end:
+            return tuple(tags)
+        match = _ENTITY_TAG.match(value, pos)
+        if match is None:
+            return None
+        tags.append(EntityTag(match[2], weak=match[1] is not None))
+        pos = match.end()
+        while pos < end and value[pos] in " \t":
+            pos += 1
+        if pos < end and value[pos] != ",":  # '"a" "b"' or '"a"x'
+            return None
 
 
 def etag_matches_strong(a: str, b: str) -> bool:

@@ -24,10 +24,10 @@ __all__ = [
 ]
 
 # A bytes range-spec (§14.1.2): int-range "first-last" / "first-", or suffix-range "-length".
-# §14.1.2 says recipients must anticipate large numerals: at most 32 significant digits (far
-# beyond any file size, 2**64 has 20) keeps int() cheap, and a longer position makes the
-# whole header invalid rather than raising.
-_RANGE_SPEC = re.compile(r"(?:0*([0-9]{1,32}))?-(?:0*([0-9]{1,32}))?")
+_RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
+# §14.1.2: recipients must anticipate large numerals. 32 significant digits is far beyond any
+# file size (2**64 has 20) and keeps int() cheap; a longer position invalidates the header.
+_MAX_DIGITS = 32
 
 # RFC 2046 §5.1.1 boundary characters, without the space so that the boundary never needs
 # trimming; a boundary that is not also an HTTP token must be quoted in Content-Type.
@@ -128,8 +128,12 @@ def parse_range(value: str, size: int, *, max_ranges: int = 16) -> list[ByteRang
         match = _RANGE_SPEC.fullmatch(element)
         if match is None:
             return None
-        first = None if match[1] is None else int(match[1])
-        last = None if match[2] is None else int(match[2])
+        # Strip insignificant zeros before measuring and converting.
+        first_digits, last_digits = (group.lstrip("0") or group[:1] for group in match.groups())
+        if len(first_digits) > _MAX_DIGITS or len(last_digits) > _MAX_DIGITS:
+            return None
+        first = int(first_digits) if first_digits else None
+        last = int(last_digits) if last_digits else None
         if first is None:
             if last is None:  # a lone "-"
                 return None

@@ -1,0 +1,76 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from trio_http.errors import HTTPError
+from trio_http.paths import PathPolicy, resolve_path
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    base = tmp_path / "root"
+    (base / "sub").mkdir(parents=True)
+    (base / "sub" / "f.txt").write_text("x")
+    (base / ".hidden").write_text("secret")
+    (tmp_path / "outside.txt").write_text("outside")
+    (tmp_path / "root2").mkdir()
+    return Path(os.path.realpath(base))
+
+
+def test_plain_paths(root: Path) -> None:
+    policy = PathPolicy(root)
+    assert resolve_path(policy, "") == root
+    assert resolve_path(policy, "sub/") == root / "sub"
+    assert resolve_path(policy, "sub/f.txt") == root / "sub" / "f.txt"
+    assert resolve_path(policy, "new/file") == root / "new" / "file"  # need not exist
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("../outside.txt", 400),
+        ("sub/../../outside.txt", 400),
+        ("sub/./f.txt", 400),
+        ("sub//f.txt", 400),
+        ("/etc/passwd", 400),
+        ("sub\\f.txt", 400),
+        ("f\x00.txt", 400),
+        (".hidden", 403),
+        ("sub/.git/config", 403),
+    ],
+)
+def test_refused(root: Path, path: str, status: int) -> None:
+    with pytest.raises(HTTPError) as info:
+        resolve_path(PathPolicy(root), path)
+    assert info.value.status == status
+
+
+def test_hidden_allowed_when_asked(root: Path) -> None:
+    assert resolve_path(PathPolicy(root, allow_hidden=True), ".hidden") == root / ".hidden"
+
+
+def test_symlink_escaping_root_is_refused_unless_followed(root: Path) -> None:
+    (root / "link").symlink_to(root.parent / "outside.txt")
+    (root / "dirlink").symlink_to(root.parent)
+    for name in ("link", "dirlink/outside.txt"):
+        with pytest.raises(HTTPError) as info:
+            resolve_path(PathPolicy(root), name)
+        assert info.value.status == 403
+    followed = resolve_path(PathPolicy(root, follow_symlinks=True), "link")
+    assert followed == root.parent / "outside.txt"
+
+
+def test_sibling_with_common_prefix_is_outside(root: Path) -> None:
+    (root / "sneaky").symlink_to(root.parent / "root2")
+    with pytest.raises(HTTPError):
+        resolve_path(PathPolicy(root), "sneaky")
+
+
+def test_symlink_inside_root_is_fine_but_not_to_hidden(root: Path) -> None:
+    (root / "alias").symlink_to(root / "sub" / "f.txt")
+    assert resolve_path(PathPolicy(root), "alias") == root / "sub" / "f.txt"
+    (root / "peek").symlink_to(root / ".hidden")
+    with pytest.raises(HTTPError) as info:
+        resolve_path(PathPolicy(root), "peek")
+    assert info.value.status == 403
