@@ -202,9 +202,9 @@ class HTTPConnection:
             data = await self._stream.receive_some(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientDisconnected(str(exc)) from exc
-        finally:
-            self._timeout_scope.deadline = math.inf
-            self._waiting_for = "nothing"
+        # Not in a finally: when the deadline fires, _on_timeout needs _waiting_for as it was.
+        self._timeout_scope.deadline = math.inf
+        self._waiting_for = "nothing"
         if not data:
             self._eof = True
         self._conn.receive_data(data)  # type: ignore[arg-type]  # bytearray is fine
@@ -249,9 +249,16 @@ class HTTPConnection:
     def _check_request(self, event: h11.Request) -> h11.Request | HTTPError:
         """Protocol rules h11 leaves to us (RFC 9112 §2.3, §3, §6.1; RFC 9110 §10.1.1)."""
         if event.http_version not in (b"1.1", b"1.0"):
-            return HTTPError(505, "only HTTP/1.0 and HTTP/1.1 are supported", close=True)
-        if len(event.target) > self._config.max_target_length:
-            return HTTPError(414, f"request target longer than {self._config.max_target_length}")
+            return HTTPError(505, "this server speaks HTTP versions 1.0 and 1.1", close=True)
+        config = self._config
+        if len(event.target) > config.max_target_length:
+            return HTTPError(414, f"request target longer than {config.max_target_length}")
+        # h11 enforces max_incomplete_event_size only while a head is incomplete; a large head
+        # that arrives in one read gets through, so measure it (close enough: CRLFs, ": ").
+        head_size = len(event.method) + len(event.target) + 12
+        head_size += sum(len(name) + len(value) + 4 for name, value in event.headers)
+        if head_size > config.max_header_size:
+            return HTTPError(431, f"request head larger than {config.max_header_size} bytes")
         content_length: bytes | None = None
         chunked = False
         for name, value in event.headers:
@@ -534,9 +541,9 @@ class HTTPConnection:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientDisconnected(str(exc)) from exc
-        finally:
-            self._timeout_scope.deadline = math.inf
-            self._waiting_for = "nothing"
+        # Not in a finally: when the deadline fires, _on_timeout needs _waiting_for as it was.
+        self._timeout_scope.deadline = math.inf
+        self._waiting_for = "nothing"
 
     async def _sendfile(
         self, sender: SocketSender, file: BinaryIO, offset: int, length: int
@@ -553,9 +560,9 @@ class HTTPConnection:
                     self._timeout_scope.deadline = trio.current_time() + timeout
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientDisconnected(str(exc)) from exc
-        finally:
-            self._timeout_scope.deadline = math.inf
-            self._waiting_for = "nothing"
+        # Not in a finally: when the deadline fires, _on_timeout needs _waiting_for as it was.
+        self._timeout_scope.deadline = math.inf
+        self._waiting_for = "nothing"
 
     def _peer(self) -> str:
         return f"{self._client[0]}:{self._client[1]}" if self._client else "client"

@@ -38,12 +38,15 @@ def format_http_date(timestamp: float) -> str:
     """Return *timestamp* (seconds since the epoch) as an IMF-fixdate, the only form a sender
     may generate (§5.6.7), e.g. ``Sun, 06 Nov 1994 08:49:37 GMT``.
 
-    Fractional seconds are truncated towards the past. Raises ValueError for instants outside
-    years 1-9999, which IMF-fixdate's four-digit year cannot express.
+    Fractional seconds are truncated towards the past. Raises ValueError for NaN and for
+    instants outside years 1-9999, which IMF-fixdate's four-digit year cannot express.
     """
-    year, month, day, hour, minute, second, weekday, _, _ = time.gmtime(timestamp)
-    if not 1 <= year <= 9999:
-        raise ValueError(f"timestamp {timestamp!r} is outside years 1-9999")
+    try:
+        year, month, day, hour, minute, second, weekday, _, _ = time.gmtime(timestamp)
+        if not 1 <= year <= 9999:
+            raise OverflowError
+    except (OverflowError, OSError):  # gmtime raises these beyond the platform's time_t
+        raise ValueError(f"timestamp {timestamp!r} is outside years 1-9999") from None
     two = _TWO_DIGITS
     return (
         f"{_DAY_NAMES[weekday]}, {two[day]} {_MONTH_NAMES[month - 1]} {year:04d} "
