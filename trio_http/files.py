@@ -97,7 +97,10 @@ class FileServer:
         """Route ``GET``/``HEAD`` (and unless read-only ``POST``, ``PUT``, ``DELETE``)."""
         pattern = prefix.rstrip("/") + "/{path:path}"
         app.add_route(pattern, self.get, ["GET"])
-        if not self.read_only:
+        if self.read_only:
+            # Registered, so the answer is 405 with Allow rather than 501 "unknown method".
+            app.add_route(pattern, _refuse_write, ["POST", "PUT", "DELETE"])
+        else:
             app.add_route(pattern, self.post, ["POST"])
             app.add_route(pattern, self.put, ["PUT"])
             app.add_route(pattern, self.delete, ["DELETE"])
@@ -298,6 +301,10 @@ class FileServer:
             if not renamed:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp_name)
+
+
+async def _refuse_write(request: Request) -> Response:
+    raise HTTPError(405, "the server is read-only", headers={"allow": "GET, HEAD"})
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:

@@ -1,0 +1,394 @@
+"""The file server through the real connection code (TestClient, in memory)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from trio_http import ServerConfig
+from trio_http.builtin import build_app
+from trio_http.files import TEMP_PREFIX, FileServer
+from trio_http.routing import App
+from trio_http.testing import TestClient
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    base = tmp_path / "srv"
+    base.mkdir()
+    (base / "hello.txt").write_bytes(b"hello world\n")
+    (base / "data.bin").write_bytes(bytes(range(256)) * 4)
+    (base / "sub").mkdir()
+    (base / "sub" / "nested.json").write_text('{"a": 1}')
+    (base / ".secret").write_text("no")
+    return base
+
+
+@pytest.fixture
+async def client(root: Path) -> AsyncIterator[TestClient]:
+    async with TestClient(build_app(root)) as test_client:
+        yield test_client
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob(f"{TEMP_PREFIX}*"))
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def test_get_file(client: TestClient) -> None:
+    response = await client.get("/files/data.bin")
+    assert response.status == 200
+    assert response.headers["content-type"] == "application/octet-stream"
+    assert response.headers["content-length"] == "1024"
+    assert response.headers["accept-ranges"] == "bytes"
+    assert response.body == bytes(range(256)) * 4
+    assert response.headers["etag"].startswith('"')
+    assert response.headers["last-modified"].endswith(" GMT")
+
+
+async def test_content_type_from_extension(client: TestClient) -> None:
+    response = await client.get("/files/sub/nested.json")
+    assert response.headers["content-type"] == "application/json"
+    assert json.loads(response.body) == {"a": 1}
+
+
+async def test_missing_file_is_404(client: TestClient) -> None:
+    assert (await client.get("/files/nope")).status == 404
+    assert (await client.get("/files/sub/nope/deeper")).status == 404
+    assert (await client.get("/files/hello.txt/x")).status == 404
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/files/..%2F..%2Fetc%2Fpasswd", 400),
+        ("/files/sub/..%2F..%2Fx", 400),
+        ("/files/%2Fetc%2Fpasswd", 400),
+        ("/files/a%00b", 400),
+        ("/files/a%5Cb", 400),
+        ("/files/.secret", 403),
+    ],
+)
+async def test_unsafe_paths_are_refused(client: TestClient, path: str, status: int) -> None:
+    assert (await client.get(path)).status == status
+    assert (await client.post(path, b"x")).status == status
+
+
+async def test_head_matches_get(client: TestClient) -> None:
+    get = await client.get("/files/hello.txt")
+    head = await client.head("/files/hello.txt")
+    assert head.status == 200
+    assert head.body == b""
+    for name in ("content-length", "content-type", "etag", "last-modified", "accept-ranges"):
+        assert head.headers[name] == get.headers[name]
+
+
+async def test_directory_without_slash_redirects(client: TestClient) -> None:
+    response = await client.get("/files/sub?x=1")
+    assert response.status == 301
+    assert response.headers["location"] == "/files/sub/?x=1"
+
+
+async def test_html_listing(client: TestClient, root: Path) -> None:
+    (root / "<b>&.txt").write_text("x")
+    (root / "a b#c.txt").write_text("x")
+    response = await client.get("/files/")
+    assert response.status == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    page = response.text
+    assert '<a href="sub/">sub/</a>' in page
+    assert "&lt;b&gt;&amp;.txt" in page and "<b>&" not in page
+    assert 'href="a%20b%23c.txt"' in page
+    assert ".secret" not in page
+    assert page.index("sub/") < page.index("hello.txt")  # directories first
+    assert 'href="../"' not in page  # no parent above the root
+    nested = await client.get("/files/sub/")
+    assert 'href="../"' in nested.text
+
+
+async def test_json_listing(client: TestClient) -> None:
+    response = await client.get("/files/", headers={"accept": "application/json"})
+    listing = json.loads(response.body)
+    names = [(e["name"], e["type"]) for e in listing["entries"]]
+    assert names[0] == ("sub", "directory")
+    assert ("hello.txt", "file") in names
+    assert all(name != ".secret" for name, _ in names)
+
+
+async def test_listing_disabled(root: Path) -> None:
+    async with TestClient(build_app(root, listings=False)) as client:
+        assert (await client.get("/files/")).status == 403
+
+
+async def test_symlink_out_of_root_is_refused_and_not_listed(
+    client: TestClient, root: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "outside.txt").write_text("outside")
+    (root / "escape").symlink_to(tmp_path / "outside.txt")
+    assert (await client.get("/files/escape")).status == 403
+    assert "escape" not in (await client.get("/files/")).text
+
+
+async def test_symlink_followed_when_allowed(root: Path, tmp_path: Path) -> None:
+    (tmp_path / "outside.txt").write_text("outside")
+    (root / "escape").symlink_to(tmp_path / "outside.txt")
+    async with TestClient(build_app(root, follow_symlinks=True)) as client:
+        assert (await client.get("/files/escape")).body == b"outside"
+
+
+# ---------------------------------------------------------------- conditional requests
+
+
+async def test_if_none_match_gives_304(client: TestClient) -> None:
+    etag = (await client.get("/files/hello.txt")).headers["etag"]
+    response = await client.get("/files/hello.txt", headers={"if-none-match": etag})
+    assert response.status == 304
+    assert response.body == b""
+    assert response.headers["etag"] == etag
+    other = await client.get("/files/hello.txt", headers={"if-none-match": '"other"'})
+    assert other.status == 200
+
+
+async def test_if_modified_since(client: TestClient) -> None:
+    last_modified = (await client.get("/files/hello.txt")).headers["last-modified"]
+    response = await client.get("/files/hello.txt", headers={"if-modified-since": last_modified})
+    assert response.status == 304
+    old = "Mon, 01 Jan 1990 00:00:00 GMT"
+    assert (await client.get("/files/hello.txt", headers={"if-modified-since": old})).status == 200
+
+
+async def test_if_match_and_if_unmodified_since_give_412(client: TestClient) -> None:
+    assert (await client.get("/files/hello.txt", headers={"if-match": '"nope"'})).status == 412
+    old = "Mon, 01 Jan 1990 00:00:00 GMT"
+    response = await client.get("/files/hello.txt", headers={"if-unmodified-since": old})
+    assert response.status == 412
+
+
+async def test_etag_changes_when_file_changes(client: TestClient, root: Path) -> None:
+    before = (await client.get("/files/hello.txt")).headers["etag"]
+    await client.put("/files/hello.txt", b"new content")
+    after = (await client.get("/files/hello.txt")).headers["etag"]
+    assert before != after
+
+
+# ---------------------------------------------------------------- ranges
+
+
+async def test_single_range(client: TestClient) -> None:
+    response = await client.get("/files/hello.txt", headers={"range": "bytes=0-4"})
+    assert response.status == 206
+    assert response.body == b"hello"
+    assert response.headers["content-range"] == "bytes 0-4/12"
+    assert response.headers["content-length"] == "5"
+
+
+async def test_suffix_and_open_ranges(client: TestClient) -> None:
+    suffix = await client.get("/files/hello.txt", headers={"range": "bytes=-6"})
+    assert suffix.body == b"world\n"
+    open_ended = await client.get("/files/hello.txt", headers={"range": "bytes=6-"})
+    assert open_ended.body == b"world\n"
+
+
+async def test_unsatisfiable_range_is_416(client: TestClient) -> None:
+    response = await client.get("/files/hello.txt", headers={"range": "bytes=100-200"})
+    assert response.status == 416
+    assert response.headers["content-range"] == "bytes */12"
+
+
+async def test_malformed_range_is_ignored(client: TestClient) -> None:
+    response = await client.get("/files/hello.txt", headers={"range": "bytes=x-y"})
+    assert response.status == 200
+    assert response.body == b"hello world\n"
+
+
+async def test_multiple_ranges_are_multipart(client: TestClient) -> None:
+    response = await client.get("/files/hello.txt", headers={"range": "bytes=0-1,6-7"})
+    assert response.status == 206
+    content_type = response.headers["content-type"]
+    assert content_type.startswith("multipart/byteranges; boundary=")
+    boundary = content_type.split("boundary=")[1].encode()
+    assert response.headers["content-length"] == str(len(response.body))
+    parts = response.body.split(b"--" + boundary)
+    assert b"Content-Range: bytes 0-1/12\r\n\r\nhe" in parts[1]
+    assert b"Content-Range: bytes 6-7/12\r\n\r\nwo" in parts[2]
+    assert parts[-1].startswith(b"--")
+
+
+async def test_if_range_with_stale_etag_gives_whole_file(client: TestClient) -> None:
+    headers = {"range": "bytes=0-4", "if-range": '"stale"'}
+    response = await client.get("/files/hello.txt", headers=headers)
+    assert response.status == 200
+    assert response.body == b"hello world\n"
+    etag = response.headers["etag"]
+    fresh = await client.get("/files/hello.txt", headers={"range": "bytes=0-4", "if-range": etag})
+    assert fresh.status == 206
+
+
+# ---------------------------------------------------------------- compression
+
+
+async def test_text_file_is_compressed_when_accepted(client: TestClient, root: Path) -> None:
+    (root / "big.txt").write_text("lorem ipsum " * 1000)
+    plain = await client.get("/files/big.txt")
+    assert plain.headers["vary"] == "Accept-Encoding"
+    assert "content-encoding" not in plain.headers
+    compressed = await client.get("/files/big.txt", headers={"accept-encoding": "gzip"})
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert compressed.headers["vary"] == "Accept-Encoding"
+    assert "content-length" not in compressed.headers  # streamed: chunked
+    assert gzip.decompress(compressed.body) == plain.body
+    assert compressed.headers["etag"] != plain.headers["etag"]
+    ranged = await client.get(
+        "/files/big.txt", headers={"accept-encoding": "gzip", "range": "bytes=0-4"}
+    )
+    assert "content-encoding" not in ranged.headers
+    assert ranged.body == b"lorem"
+
+
+async def test_binary_file_is_not_compressed(client: TestClient) -> None:
+    response = await client.get("/files/data.bin", headers={"accept-encoding": "gzip"})
+    assert "content-encoding" not in response.headers
+
+
+# ---------------------------------------------------------------- writing
+
+
+async def test_post_creates_file_before_responding(client: TestClient, root: Path) -> None:
+    response = await client.post("/files/new.bin", b"\x00\x01payload")
+    assert response.status == 201
+    assert (root / "new.bin").read_bytes() == b"\x00\x01payload"
+    assert leftovers(root) == []
+    # POST replaces too (the contract's semantics).
+    assert (await client.post("/files/new.bin", b"v2")).status == 201
+    assert (root / "new.bin").read_bytes() == b"v2"
+
+
+async def test_put_creates_then_replaces(client: TestClient, root: Path) -> None:
+    assert (await client.put("/files/a/b/c.txt", b"one")).status == 201
+    assert (root / "a" / "b" / "c.txt").read_bytes() == b"one"
+    assert (await client.put("/files/a/b/c.txt", b"two")).status == 204
+    assert (root / "a" / "b" / "c.txt").read_bytes() == b"two"
+
+
+async def test_chunked_upload(client: TestClient, root: Path) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(100):
+            yield b"%04d" % i
+
+    assert (await client.put("/files/chunked.txt", body())).status == 201
+    assert (root / "chunked.txt").read_bytes() == b"".join(b"%04d" % i for i in range(100))
+
+
+async def test_conditional_writes(client: TestClient, root: Path) -> None:
+    headers = {"if-none-match": "*"}
+    assert (await client.put("/files/once.txt", b"1", headers=headers)).status == 201
+    assert (await client.put("/files/once.txt", b"2", headers=headers)).status == 412
+    assert (root / "once.txt").read_bytes() == b"1"
+    etag = (await client.get("/files/once.txt")).headers["etag"]
+    assert (await client.put("/files/once.txt", b"3", headers={"if-match": '"x"'})).status == 412
+    assert (await client.put("/files/once.txt", b"3", headers={"if-match": etag})).status == 204
+    assert (root / "once.txt").read_bytes() == b"3"
+
+
+async def test_delete(client: TestClient, root: Path) -> None:
+    assert (await client.delete("/files/hello.txt")).status == 204
+    assert not (root / "hello.txt").exists()
+    assert (await client.delete("/files/hello.txt")).status == 404
+    assert (await client.delete("/files/sub")).status == 409
+
+
+async def test_write_into_directory_name_or_under_file_is_409(client: TestClient) -> None:
+    assert (await client.put("/files/sub", b"x")).status == 409
+    assert (await client.put("/files/hello.txt/x", b"x")).status == 409
+    assert (await client.put("/files/sub/", b"x")).status == 405
+
+
+async def test_read_only_refuses_writes(root: Path) -> None:
+    async with TestClient(build_app(root, read_only=True)) as client:
+        response = await client.post("/files/x", b"data")
+        assert response.status == 405
+        assert response.headers["allow"] == "GET, HEAD"
+        assert (await client.delete("/files/hello.txt")).status == 405
+    assert not (root / "x").exists()
+
+
+async def test_body_over_limit_leaves_nothing(root: Path) -> None:
+    config = ServerConfig(access_log=False, max_body_size=100)
+    async with TestClient(build_app(root), config) as client:
+
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield b"x" * 50
+
+        response = await client.put("/files/big", body())
+        assert response.status == 413
+    assert not (root / "big").exists()
+    assert leftovers(root) == []
+
+
+async def test_client_vanishing_mid_upload_leaves_old_file(root: Path) -> None:
+    (root / "keep.txt").write_bytes(b"old")
+    app = build_app(root)
+    async with TestClient(app) as client:
+        raw = (
+            b"PUT /files/keep.txt HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n"
+            + b"n" * 2_000_000
+        )
+        assert await client.send_raw(raw) == b""  # no response: the body never completed
+    assert (root / "keep.txt").read_bytes() == b"old"
+    assert leftovers(root) == []
+
+
+async def test_disk_full_is_507_and_leaves_nothing(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import trio_http.files as files
+
+    def full(fd: int, data: bytes | bytearray) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "_write_all", full)
+    async with TestClient(build_app(root)) as client:
+        response = await client.put("/files/full.bin", b"data")
+    assert response.status == 507
+    assert not (root / "full.bin").exists()
+    assert leftovers(root) == []
+
+
+async def test_concurrent_writers_one_complete_body_wins(root: Path) -> None:
+    app = build_app(root)
+    bodies = [bytes([65 + i]) * 300_000 for i in range(4)]
+
+    async def write(body: bytes) -> None:
+        async with TestClient(app) as client:
+            assert (await client.put("/files/contested", body)).status in (201, 204)
+
+    async with trio.open_nursery() as nursery:
+        for body in bodies:
+            nursery.start_soon(write, body)
+    assert (root / "contested").read_bytes() in bodies
+    assert leftovers(root) == []
+
+
+async def test_uploaded_file_mode_follows_umask(client: TestClient, root: Path) -> None:
+    await client.put("/files/mode.txt", b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (root / "mode.txt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+async def test_file_server_under_custom_prefix(root: Path) -> None:
+    app = App()
+    FileServer(root, read_only=True).install(app, "/static")
+    async with TestClient(app) as client:
+        assert (await client.get("/static/hello.txt")).body == b"hello world\n"
