@@ -47,10 +47,11 @@ def choose_coding(accept_encoding: str | None, available: Sequence[str]) -> str 
     *available* lists the codings the server can produce, most preferred first; it breaks ties
     between equal q-values.  A coding is chosen only if its q-value is positive and at least
     that of ``identity`` (so ``gzip, identity`` compresses and ``gzip;q=0.5, identity`` does
-    not; an unlisted ``identity`` ranks below any listed coding).  ``*`` stands for every coding not listed by name.  With no ``Accept-Encoding`` at all
-    we send identity: RFC 9110 allows any coding then, but a client that said nothing may not
-    be able to decode one.  When the client refuses identity as well as everything we have,
-    we send identity anyway, which §12.5.3 permits instead of a 406.
+    not; an unlisted ``identity`` ranks below any listed coding).  ``*`` stands for every
+    coding not listed by name.  With no ``Accept-Encoding`` at all we send identity: RFC 9110
+    allows any coding then, but a client that said nothing may not be able to decode one.
+    When the client refuses identity as well as everything we have, we send identity anyway,
+    which §12.5.3 permits instead of a 406.
     """
     if not accept_encoding:
         return None
