@@ -880,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for sc in scenarios:
                 applicable = [s for s in specs if sc.static or not s.static_only]
-                print(f"## {sc.name}: {sc.description}", flush=True)
+                load1 = os.getloadavg()[0]
+                print(f"## {sc.name}: {sc.description} (load {load1:.2f})", flush=True)
                 run_scenario(sc, applicable, cfg, Path(tmp), running, results)
         except KeyboardInterrupt:
             interrupted = True

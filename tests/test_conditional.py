@@ -117,7 +117,7 @@ def test_parse_entity_tag_list_is_linear_on_hostile_input() -> None:
     assert parse_entity_tag_list('"a" ,' * 100_000 + '"b') is None
 
 
-@given(st.lists(st.tuples(st.booleans(), st.from_regex(r'\A[!#-~]*\Z')), max_size=5))
+@given(st.lists(st.tuples(st.booleans(), st.from_regex(r"\A[!#-~]*\Z")), max_size=5))
 def test_parse_entity_tag_list_round_trip(specs: list[tuple[bool, str]]) -> None:
     tags = [EntityTag(opaque, weak=weak) for weak, opaque in specs]
     assert parse_entity_tag_list(" , ".join(map(str, tags))) == tuple(tags)
@@ -240,9 +240,7 @@ def test_if_match_without_a_current_etag() -> None:
 def test_if_unmodified_since(
     method: str, if_unmodified_since: str, last_modified: int | None, expected: Precondition
 ) -> None:
-    result = _evaluate(
-        method, if_unmodified_since=if_unmodified_since, last_modified=last_modified
-    )
+    result = _evaluate(method, if_unmodified_since=if_unmodified_since, last_modified=last_modified)
     assert result is expected
 
 

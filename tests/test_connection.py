@@ -505,7 +505,7 @@ async def test_trickled_head_cannot_extend_the_deadline(
         with trio.fail_after(60):
             first = await client.receive_some()
         answered_at.append(trio.current_time())
-        result.append(first + await read_all(client))
+        result.append(bytes(first) + await read_all(client))
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(reader)

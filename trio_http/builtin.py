@@ -34,7 +34,8 @@ async def user_agent(request: Request) -> Response:
     value = request.headers.get("user-agent")
     if value is None:
         raise HTTPError(400, "the request has no User-Agent header")
-    return Response(value, content_type="text/plain")
+    # Header bytes are decoded as Latin-1; encoding back the same way echoes them exactly.
+    return Response(value.encode("latin-1"), content_type="text/plain")
 
 
 def build_app(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .httpdate import parse_http_date
 
 __all__ = [
+    "STRONG_LAST_MODIFIED_AGE",
     "EntityTag",
     "Precondition",
     "etag_matches_strong",
@@ -178,9 +179,9 @@ def evaluate_preconditions(
         if not _if_none_match_passes(if_none_match, current_etag, exists):
             return Precondition.NOT_MODIFIED if is_get_or_head else Precondition.PRECONDITION_FAILED
     # Step 4: If-Modified-Since, only for GET/HEAD without If-None-Match (§13.1.3). A date
-    # later than the server's clock is compared like any other: RFC 9110 dropped RFC 2616's
-    # rule calling it invalid, and it keeps this function free of clock reads. A client can
-    # then only obtain a 304 for a copy it claims to be newer than the file.
+    # later than the server's clock is compared like any other: RFC 9110 no longer calls it
+    # invalid (RFC 2616 §14.25 did), and comparing keeps this function free of clock reads.
+    # Only the client that sent it is misled, by a 304 for a change made before that date.
     elif is_get_or_head and if_modified_since is not None and last_modified is not None:
         date = parse_http_date(if_modified_since)
         if date is not None and last_modified <= date:

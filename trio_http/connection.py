@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from typing import BinaryIO, Literal, cast
 
@@ -152,7 +153,7 @@ class HTTPConnection:
             if event is None:
                 return True
             if isinstance(event, HTTPError):
-                await self._send_error(event)
+                await self._send_error(event, time.perf_counter())
                 return True
             await self._serve(event)
             if self._conn.our_state is h11.MUST_CLOSE or not await self._finish_request_body():
@@ -163,12 +164,13 @@ class HTTPConnection:
         """Answer a fired timeout; returns whether the close may be graceful."""
         waiting_for = self._waiting_for
         if waiting_for == "idle":
-            return True
+            return False  # nothing is in flight: no need to linger
         if waiting_for in ("head", "body") and self._can_respond():
             what = "request head" if waiting_for == "head" else "request body"
             log.info("%s: timed out waiting for the %s", self._peer(), what)
             with trio.move_on_after(self._config.linger_timeout):
-                await self._send_error(HTTPError(408, f"timed out waiting for the {what}"))
+                error = HTTPError(408, f"timed out waiting for the {what}")
+                await self._send_error(error, time.perf_counter())
             return True
         log.info("%s: timed out waiting for the client to read the response", self._peer())
         return False
@@ -223,9 +225,9 @@ class HTTPConnection:
                 event = self._conn.next_event()
             except h11.RemoteProtocolError as exc:
                 log.info("%s: bad request: %s", self._peer(), exc)
-                return HTTPError(exc.error_status_hint, str(exc), close=True)
+                return HTTPError(exc.error_status_hint, _describe(exc), close=True)
             if isinstance(event, h11.Request):
-                return self._check_request(event)
+                return event
             if isinstance(event, h11.ConnectionClosed):
                 return None
             assert event is h11.NEED_DATA, event
@@ -246,7 +248,7 @@ class HTTPConnection:
             remaining = None if head_deadline is None else head_deadline - trio.current_time()
             await self._receive("head", remaining, HEAD_RECEIVE_SIZE)
 
-    def _check_request(self, event: h11.Request) -> h11.Request | HTTPError:
+    def _check_request(self, event: h11.Request) -> HTTPError | None:
         """Protocol rules h11 leaves to us (RFC 9112 §2.3, §3, §6.1; RFC 9110 §10.1.1)."""
         if event.http_version not in (b"1.1", b"1.0"):
             return HTTPError(505, "this server speaks HTTP versions 1.0 and 1.1", close=True)
@@ -280,7 +282,7 @@ class HTTPConnection:
             # their_state says DONE rather than "body not read".
             end = self._conn.next_event()
             assert isinstance(end, h11.EndOfMessage), end
-        return event
+        return None
 
     async def receive_body_chunk(self) -> bytes:
         """:class:`~trio_http.request.BodySource` for the current request (see there).
@@ -348,7 +350,14 @@ class HTTPConnection:
         )
         status, sent = 500, 0
         try:
-            response = await self._call_handler(request)
+            refusal = self._check_request(event)
+            if refusal is None:
+                response = await self._call_handler(request)
+            else:
+                log.info(
+                    "%s: refused %s %s: %s", self._peer(), request.method, request.target, refusal
+                )
+                response = self._error_response(refusal)
             status = response.status
             sent = await self._send_response(request, response)
         finally:
@@ -362,9 +371,7 @@ class HTTPConnection:
         try:
             response = await self._handler(request)
         except HTTPError as exc:
-            if exc.close:
-                self._close_after_response = True
-            return error_response(exc.status, exc.detail, exc.headers)
+            return self._error_response(exc)
         except ClientDisconnected:
             raise
         except Exception:
@@ -380,12 +387,19 @@ class HTTPConnection:
     def _can_respond(self) -> bool:
         return self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
 
-    async def _send_error(self, error: HTTPError) -> None:
-        """Send *error* (if a response can still be sent) and mark the connection to close."""
-        self._close_after_response = self._close_after_response or error.close
+    def _error_response(self, error: HTTPError) -> Response:
+        if error.close:
+            self._close_after_response = True
+        return error_response(error.status, error.detail, error.headers)
+
+    async def _send_error(self, error: HTTPError, started: float) -> None:
+        """Answer a request we could not even parse (or that timed out); always closes."""
+        self._close_after_response = True
         if self._can_respond():
-            response = error_response(error.status, error.detail, error.headers)
-            await self._send_response(None, response)
+            sent = await self._send_response(None, self._error_response(error))
+            if self._access_logger is not None:
+                duration = time.perf_counter() - started
+                self._access_logger.log(None, error.status, sent, duration, self._client)
 
     def _response_headers(self, request: Request | None, response: BaseResponse) -> Headers:
         """The headers to send: the handler's, plus framing, Date, Server and Connection."""
@@ -566,6 +580,11 @@ class HTTPConnection:
 
     def _peer(self) -> str:
         return f"{self._client[0]}:{self._client[1]}" if self._client else "client"
+
+
+def _describe(error: h11.RemoteProtocolError) -> str:
+    """h11's message without the raw bytes it quotes (those go to the log, not the client)."""
+    return re.split(r":? (?:bytearray\(|b['\"])", str(error), maxsplit=1)[0]
 
 
 def _client_wants_close(request: Request) -> bool:

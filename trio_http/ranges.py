@@ -29,8 +29,8 @@ _RANGE_SPEC = re.compile(r"([0-9]*)-([0-9]*)")
 # file size (2**64 has 20) and keeps int() cheap; a longer position invalidates the header.
 _MAX_DIGITS = 32
 
-# RFC 2046 §5.1.1 boundary characters, without the space so that the boundary never needs
-# trimming; a boundary that is not also an HTTP token must be quoted in Content-Type.
+# RFC 2046 §5.1.1 boundary characters, less the space (legal only before the last one). A
+# boundary that is not also an HTTP token must be quoted in the Content-Type parameter.
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,./:=?-]{1,70}")
 _TOKEN = re.compile(r"[0-9A-Za-z!#$%&'*+.^_`|~-]+")
 _FIELD_VALUE_FORBIDDEN = re.compile(r"[\x00\r\n]")

@@ -66,6 +66,7 @@ class Server:
         self._access_logger = AccessLogger(access_log_format) if self.config.access_log else None
         self._stop_accepting = trio.CancelScope()
         self._connections_scope: trio.CancelScope | None = None
+        self._draining = trio.Event()
         self._stop_requested = False
 
     async def serve(
@@ -78,11 +79,8 @@ class Server:
 
         Returns after a shutdown once every connection is closed.  Closes the listeners.
         """
-        async with trio.open_nursery() as connections:
-            # Shielded: the caller's cancellation must not reach in-flight requests before
-            # they had their graceful_timeout.  The finally block below sets the deadline.
-            connections.cancel_scope.shield = True
-            self._connections_scope = connections.cancel_scope
+        async with trio.open_nursery() as nursery:
+            connections: trio.Nursery = await nursery.start(self._hold_connections)
             try:
                 with self._stop_accepting:
                     if self._stop_requested:
@@ -92,6 +90,20 @@ class Server:
                         task_status.started(_listener_addresses(listeners))
             finally:
                 self._begin_drain(self.config.graceful_timeout)
+
+    async def _hold_connections(
+        self, *, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the connection nursery until a drain is requested and every connection ends.
+
+        Shielded: the caller's cancellation must not reach in-flight requests before they had
+        their graceful_timeout.  :meth:`_begin_drain` sets the deadline that ends stragglers.
+        """
+        with trio.CancelScope(shield=True) as scope:
+            self._connections_scope = scope
+            async with trio.open_nursery() as connections:
+                task_status.started(connections)
+                await self._draining.wait()
 
     async def _accept(
         self,
@@ -135,6 +147,7 @@ class Server:
             self._connections_scope.cancel()
 
     def _begin_drain(self, timeout: float) -> None:
+        self._draining.set()
         self.registry.drain()
         if self._connections_scope is not None:
             deadline = trio.current_time() + timeout if math.isfinite(timeout) else math.inf
