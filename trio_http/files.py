@@ -19,6 +19,7 @@ import mimetypes
 import os
 import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -148,6 +149,8 @@ class FileServer:
             request.headers.get("if-range"),
             etag=validators.etag,
             last_modified=validators.last_modified,
+            # A modification time this recent is a weak validator (RFC 9110 §8.8.2.2).
+            now=time.time(),
         ):
             return FileResponse(file, headers=headers, content_type=content_type)
         try:
