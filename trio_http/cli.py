@@ -11,9 +11,11 @@ import argparse
 import errno
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -23,6 +25,13 @@ from .builtin import build_app
 from .compression import CompressionPolicy
 from .config import ServerConfig
 from .server import Address, Server
+from .workers import (
+    bind_reuse_port_listeners,
+    die_with_parent,
+    reserve_port,
+    reuse_port_supported,
+    supervise,
+)
 
 __all__ = ["main"]
 
@@ -99,6 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     net.add_argument("--port", type=_port, default=8000, help="TCP port (0 picks a free one)")
     net.add_argument("--backlog", type=_positive_int, default=1024, help="listen queue length")
+    net.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes sharing the port (SO_REUSEPORT), supervised",
+    )
+    net.add_argument(
+        "--certfile",
+        type=Path,
+        metavar="FILE",
+        help="serve HTTPS with this PEM certificate (chain)",
+    )
+    net.add_argument("--keyfile", type=Path, metavar="FILE", help="the private key for --certfile")
+    # Internal: set by the supervisor for its workers.
+    net.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
 
     files = serve.add_argument_group("files")
     files.add_argument(
@@ -251,8 +276,23 @@ async def _watch_signals(server: Server) -> None:
             server.shutdown()
 
 
-async def _run(server: Server, host: str, port: int, backlog: int, what: str) -> None:
-    listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+async def _open_listeners(args: argparse.Namespace) -> list[trio.abc.Listener[Any]]:
+    """TCP listeners for the options (``SO_REUSEPORT`` in a worker), wrapped in TLS if asked."""
+    tcp: list[trio.SocketListener]
+    if args.reuse_port:
+        tcp = await bind_reuse_port_listeners(args.host, args.port, args.backlog)
+    else:
+        tcp = await trio.open_tcp_listeners(args.port, host=args.host, backlog=args.backlog)
+    if args.certfile is None:
+        return list(tcp)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(args.certfile, args.keyfile)
+    return [trio.SSLListener(listener, context, https_compatible=True) for listener in tcp]
+
+
+async def _run(server: Server, args: argparse.Namespace, what: str) -> None:
+    listeners = await _open_listeners(args)
+    scheme = "https" if args.certfile else "http"
     async with trio.open_nursery() as nursery:
         # Install the signal handlers before announcing that we listen: a supervisor may
         # send SIGTERM as soon as it sees the log line.
@@ -265,13 +305,46 @@ async def _run(server: Server, host: str, port: int, backlog: int, what: str) ->
 
         addresses = await nursery.start(serve_then_stop)
         urls = ", ".join(
-            f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}" for h, p in addresses
+            f"{scheme}://[{h}]:{p}" if ":" in h else f"{scheme}://{h}:{p}" for h, p in addresses
         )
         log.info("listening on %s, %s", urls, what)
     log.info("stopped")
 
 
+def _listen_error(args: argparse.Namespace, exc: OSError) -> int:
+    if exc.errno == errno.EADDRINUSE:
+        reason = "address already in use"
+    elif exc.errno == errno.EACCES:
+        reason = "permission denied (ports below 1024 need privileges)"
+    else:
+        reason = exc.strerror or str(exc)
+    print(f"trio-http: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr)
+    return 1
+
+
+def _run_workers(args: argparse.Namespace, argv: list[str]) -> int:
+    """Supervise ``--workers`` processes that share the port (see workers.py)."""
+    if not reuse_port_supported():
+        print(
+            "trio-http: error: --workers needs SO_REUSEPORT, which this system lacks",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        reserved = reserve_port(args.host, args.port)
+    except OSError as exc:
+        return _listen_error(args, exc)
+    with reserved:
+        port = reserved.getsockname()[1]
+        # argparse keeps the last occurrence of an option, so these override the user's.
+        command = [sys.executable, "-m", "trio_http", *argv]
+        command += ["--port", str(port), "--workers", "1", "--reuse-port"]
+        log.info("supervising %d workers on %s:%d", args.workers, args.host, port)
+        return trio.run(supervise, command, args.workers)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     directory: Path | None = args.directory
@@ -279,7 +352,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not directory.is_dir():
             parser.exit(2, f"trio-http: error: --directory {directory}: not a directory\n")
         directory = directory.resolve()
+    if (args.certfile is None) != (args.keyfile is None):
+        parser.exit(2, "trio-http: error: --certfile and --keyfile go together\n")
     configure_logging(args.log_level)
+    if args.workers > 1:
+        return _run_workers(args, argv)
+    if args.reuse_port:
+        die_with_parent()
     app = build_app(
         directory,
         read_only=args.read_only,
@@ -294,18 +373,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         what = f"serving {directory} at /files/ ({'read-only' if args.read_only else 'read-write'})"
     try:
-        trio.run(_run, server, args.host, args.port, args.backlog, what)
+        trio.run(_run, server, args, what)
     except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            reason = "address already in use"
-        elif exc.errno == errno.EACCES:
-            reason = "permission denied (ports below 1024 need privileges)"
-        else:
-            reason = exc.strerror or str(exc)
-        print(
-            f"trio-http: error: cannot listen on {args.host}:{args.port}: {reason}", file=sys.stderr
-        )
-        return 1
+        return _listen_error(args, exc)
+    except ssl.SSLError as exc:
+        print(f"trio-http: error: cannot load the certificate: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # pragma: no cover - the signal receiver handles SIGINT
         return 130
     return 0

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import socket
+import ssl
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +38,8 @@ _OVERLOADED = (
 
 
 def _client_address(stream: trio.abc.Stream) -> Address | None:
+    if isinstance(stream, trio.SSLStream):
+        stream = stream.transport_stream
     sock = getattr(stream, "socket", None)
     if sock is None:
         return None
@@ -157,6 +160,8 @@ class Server:
 def _listener_addresses(listeners: Sequence[trio.abc.Listener[Any]]) -> list[Address]:
     addresses = []
     for listener in listeners:
+        if isinstance(listener, trio.SSLListener):
+            listener = listener.transport_listener
         sock = getattr(listener, "socket", None)
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             host, port = sock.getsockname()[:2]
@@ -171,6 +176,7 @@ async def serve(
     *,
     config: ServerConfig | None = None,
     backlog: int | None = None,
+    ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve *handler* (usually an :class:`~trio_http.App`) on *host*:*port* until cancelled.
@@ -180,9 +186,16 @@ async def serve(
 
         addresses = await nursery.start(trio_http.serve, app, "127.0.0.1", 0)
 
-    *host* ``None`` listens on every interface.  Cancelling the surrounding scope shuts down
-    gracefully (see :class:`Server`), so this may take up to ``config.graceful_timeout``
-    seconds to return.  Raises ``OSError`` if it cannot listen.
+    *host* ``None`` listens on every interface.  With *ssl_context* it serves HTTPS (the TLS
+    handshake counts against ``config.header_timeout``).  Cancelling the surrounding scope
+    shuts down gracefully (see :class:`Server`), so this may take up to
+    ``config.graceful_timeout`` seconds to return.  Raises ``OSError`` if it cannot listen.
     """
-    listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    tcp_listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
+    listeners: list[trio.abc.Listener[Any]] = list(tcp_listeners)
+    if ssl_context is not None:
+        listeners = [
+            trio.SSLListener(listener, ssl_context, https_compatible=True)
+            for listener in tcp_listeners
+        ]
     await Server(handler, config).serve(listeners, task_status=task_status)

@@ -1,0 +1,172 @@
+"""Several worker processes sharing one port, under a supervising parent.
+
+Each worker is an ordinary ``trio-http serve`` process with its own Trio loop and its own
+listening socket, bound with ``SO_REUSEPORT`` so the kernel spreads new connections across
+the workers.  (Sharing one inherited socket would let every worker wake for every connection;
+``SO_REUSEPORT`` gives each worker its own accept queue.)  The parent reserves the port by
+binding (not listening on) a socket of its own first, so ``--port 0`` works too.
+
+The parent forwards SIGTERM and SIGINT to the workers (a second signal is forwarded as well,
+which the workers take as "stop now"; each worker has a session of its own so that signals
+meant for the supervisor's process group reach it only once, through the supervisor),
+restarts a worker that dies unexpectedly, and gives up when workers keep dying right after
+starting.  Workers ask the kernel to send them SIGTERM if
+the parent dies (``PR_SET_PDEATHSIG``), so no worker outlives its supervisor.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+import trio
+
+__all__ = ["SUPERVISOR_ENV", "bind_reuse_port_listeners", "die_with_parent", "supervise"]
+
+log = logging.getLogger("trio_http")
+
+#: Set in a worker's environment to the supervisor's PID.
+SUPERVISOR_ENV = "TRIO_HTTP_SUPERVISOR_PID"
+#: A worker that dies sooner than this after starting counts as failing to start.
+QUICK_DEATH = 1.0
+#: Consecutive quick deaths after which the supervisor gives up.
+MAX_QUICK_DEATHS = 5
+_PR_SET_PDEATHSIG = 1
+
+
+def reuse_port_supported() -> bool:
+    return hasattr(socket, "SO_REUSEPORT")
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """Bind (without listening) a ``SO_REUSEPORT`` socket: the port is ours, its number known.
+
+    Raises ``OSError`` when the port is taken by a process that did not set ``SO_REUSEPORT``.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def bind_reuse_port_listeners(
+    host: str, port: int, backlog: int
+) -> list[trio.SocketListener]:
+    """Listening sockets on every address of *host*, with ``SO_REUSEPORT`` set."""
+    addresses = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
+    sockets: list[trio.socket.SocketType] = []
+    try:
+        for family, kind, proto, _, address in addresses:
+            sock = trio.socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            await sock.bind(address)
+            sock.listen(backlog)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return [trio.SocketListener(sock) for sock in sockets]
+
+
+def die_with_parent() -> None:
+    """In a worker: get SIGTERM when the supervisor dies (Linux), and check it is alive now."""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor is None or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != int(supervisor):
+        # The supervisor died before prctl took effect.
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Worker:
+    def __init__(self, number: int) -> None:
+        self.number = number
+        self.process: trio.Process | None = None
+        self.quick_deaths = 0
+
+
+async def supervise(command: Sequence[str], workers: int) -> int:
+    """Run *workers* copies of *command*; returns the exit status for the supervisor.
+
+    Returns 0 after a signal-initiated shutdown in which every worker exited cleanly, 1 if
+    the workers kept failing to start (or a worker failed during shutdown).
+    """
+    environment = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
+    stopping = False
+    failed = False
+    pool = [_Worker(number) for number in range(1, workers + 1)]
+
+    def stop(signum: int) -> None:
+        nonlocal stopping
+        stopping = True
+        for worker in pool:
+            if worker.process is not None and worker.process.returncode is None:
+                worker.process.send_signal(signum)
+
+    async def run_worker(worker: _Worker) -> None:
+        """Keep one worker running until the supervisor stops."""
+        nonlocal failed
+        while not stopping:
+            started = trio.current_time()
+            # A session of its own: a terminal's Ctrl-C (sent to the foreground process group)
+            # reaches only the supervisor, which forwards it once.  Otherwise every worker
+            # would get it twice and take the second as "stop now".
+            process = await trio.lowlevel.open_process(
+                list(command), env=environment, start_new_session=True
+            )
+            worker.process = process
+            if stopping:  # a signal arrived while it was starting
+                process.send_signal(signal.SIGTERM)
+            log.info("worker %d started (pid %d)", worker.number, process.pid)
+            status = await process.wait()
+            if stopping:
+                # Killed by the forwarded signal itself: it was still starting, nothing lost.
+                if status not in (0, -signal.SIGTERM, -signal.SIGINT):
+                    log.error("worker %d exited with status %d", worker.number, status)
+                    failed = True
+                return
+            quick = trio.current_time() - started < QUICK_DEATH
+            worker.quick_deaths = worker.quick_deaths + 1 if quick else 0
+            log.error("worker %d (pid %d) died with status %d", worker.number, process.pid, status)
+            if worker.quick_deaths >= MAX_QUICK_DEATHS:
+                log.error("workers keep dying right after starting: giving up")
+                failed = True
+                stop(signal.SIGTERM)
+                return
+            # Back off when a worker cannot stay up, so a crash loop does not spin the CPU.
+            await trio.sleep(min(worker.quick_deaths, 5) * 0.2)
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def forward_signals() -> None:
+                async for signum in signals:
+                    log.info("%s: stopping %d workers", signal.Signals(signum).name, workers)
+                    stop(signum)
+
+            nursery.start_soon(forward_signals)
+            async with trio.open_nursery() as worker_tasks:
+                for worker in pool:
+                    worker_tasks.start_soon(run_worker, worker)
+            # Every worker task returned, which happens only once stopping.
+            nursery.cancel_scope.cancel()
+    return 1 if failed else 0
