@@ -60,7 +60,7 @@ STARTUP_TIMEOUT = 15.0
 #: Bound for a server to exit after SIGTERM.
 STOP_TIMEOUT = 10.0
 
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(?P<port>\d+)")
+LISTENING = re.compile(r"listening on https?://127\.0\.0\.1:(?P<port>\d+)")
 
 
 # ------------------------------------------------------------------------- subprocesses
