@@ -39,3 +39,9 @@ async def test_body_max_size() -> None:
 
 async def test_no_body_source_means_empty() -> None:
     assert await Request("GET", "/", Headers()).body() == b""
+
+
+def test_absolute_form_target() -> None:
+    request = Request("GET", "http://example.com:8080/echo/a?x=1", Headers())
+    assert (request.path, request.query_string) == ("/echo/a", "x=1")
+    assert Request("GET", "http://example.com", Headers()).path == "/"

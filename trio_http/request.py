@@ -72,6 +72,9 @@ class Request:
         self.method = method
         self.target = target
         path, _, query = target.partition("?")
+        if not path.startswith("/") and "://" in path:
+            # absolute-form, which a server must accept (RFC 9112 §3.2.2): drop the authority.
+            path = "/" + path.partition("://")[2].partition("/")[2]
         self.path = path
         self.query_string = query
         self.headers = headers
