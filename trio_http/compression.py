@@ -120,10 +120,15 @@ class CompressionPolicy:
 
     def eligible(self, response: BaseResponse) -> bool:
         """Whether *response* may be sent compressed (ignoring what the client accepts)."""
+        # Cheapest tests first: most responses are decided before any header is looked at.
         if not self.enabled or response.compress is False or not self.codings:
             return False
-        if response.status in (204, 206, 304) or response.status < 200:
+        if response.status in (204, 206, 304):
             return False
+        if not response.compress:
+            length = response.content_length
+            if length is not None and length < self.min_size:
+                return False
         headers = response.headers
         if "content-encoding" in headers or "content-range" in headers:
             return False
@@ -131,9 +136,6 @@ class CompressionPolicy:
             return False
         if response.compress:
             return True
-        length = response.content_length
-        if length is not None and length < self.min_size:
-            return False
         content_type = (headers.get("content-type") or "").partition(";")[0].strip().lower()
         return content_type.startswith(_COMPRESSIBLE_PREFIXES) or (
             content_type in _COMPRESSIBLE_TYPES or content_type.endswith(("+json", "+xml"))

@@ -118,6 +118,15 @@ class HTTPConnection:
         # _send; None for TLS and in-memory streams, which always go through trio.
         self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else None
         self._waited = False
+        # Header fields that are the same on every response, encoded once.
+        self._constant_fields: list[tuple[bytes, bytes]] = []
+        if config.server_header:
+            self._constant_fields.append((b"server", config.server_header.encode("latin-1")))
+        self._keep_alive_field = (
+            None
+            if config.keep_alive_timeout is None
+            else (b"keep-alive", b"timeout=%d" % config.keep_alive_timeout)
+        )
         self._waiting_for: Waiting = "nothing"
         self._requests_served = 0
         self._eof = False
@@ -271,7 +280,9 @@ class HTTPConnection:
             remaining = None if head_deadline is None else head_deadline - trio.current_time()
             await self._receive("head", remaining, HEAD_RECEIVE_SIZE)
 
-    def _check_request(self, event: h11.Request) -> HTTPError | None:
+    def _check_request(
+        self, event: h11.Request, fields: list[tuple[bytes, bytes]]
+    ) -> HTTPError | None:
         """Protocol rules h11 leaves to us (RFC 9112 §2.3, §3, §6.1; RFC 9110 §10.1.1)."""
         if event.http_version not in (b"1.1", b"1.0"):
             return HTTPError(505, "this server speaks HTTP versions 1.0 and 1.1", close=True)
@@ -281,18 +292,18 @@ class HTTPConnection:
         # h11 enforces max_incomplete_event_size only while a head is incomplete; a large head
         # that arrives in one read gets through, so measure it (close enough: CRLFs, ": ").
         head_size = len(event.method) + len(event.target) + 12
-        head_size += sum(len(name) + len(value) + 4 for name, value in event.headers)
-        if head_size > config.max_header_size:
-            return HTTPError(431, f"request head larger than {config.max_header_size} bytes")
         content_length: bytes | None = None
         chunked = False
-        for name, value in event.headers:
+        for name, value in fields:
+            head_size += len(name) + len(value) + 4
             if name == b"content-length":
                 content_length = value
             elif name == b"transfer-encoding":
                 chunked = True
             elif name == b"expect" and value.lower() != b"100-continue":
                 return HTTPError(417, "only 'Expect: 100-continue' is supported", close=True)
+        if head_size > config.max_header_size:
+            return HTTPError(431, f"request head larger than {config.max_header_size} bytes")
         if chunked and content_length is not None:
             # A message with both is how request smuggling works: refuse, and close, because
             # we cannot know where this request ends.
@@ -363,17 +374,18 @@ class HTTPConnection:
         started = time.perf_counter()
         self._requests_served += 1
         self._body_received = 0
+        fields = list(event.headers)
         request = Request(
             event.method.decode("ascii"),
             event.target.decode("ascii"),
-            Headers.from_raw(list(event.headers)),
+            Headers.from_raw(fields),
             http_version=event.http_version.decode("ascii"),
             client=self._client,
             body_source=self,
         )
         status, sent = 500, 0
         try:
-            refusal = self._check_request(event)
+            refusal = self._check_request(event, fields)
             if refusal is None:
                 response = await self._call_handler(request)
             else:
@@ -427,20 +439,21 @@ class HTTPConnection:
     def _response_headers(self, request: Request | None, response: BaseResponse) -> Headers:
         """The headers to send: the handler's, plus framing, Date, Server and Connection."""
         headers = response.headers
+        raw = headers.raw
         config = self._config
+        if any(name == b"content-length" for name, _ in raw):
+            headers.remove("content-length")  # ours to set, from the body itself
+            raw = headers.raw
         length = response.content_length
-        if response.status in _NO_LENGTH_STATUSES:
-            headers.remove("content-length")
-        elif length is not None:
-            headers.set("content-length", str(length))
+        if length is not None and response.status not in _NO_LENGTH_STATUSES:
+            raw.append((b"content-length", b"%d" % length))
         if config.date_header:
-            headers.raw.append((b"date", _date_cache.get()))
-        if config.server_header:
-            headers.raw.append((b"server", config.server_header.encode("latin-1")))
+            raw.append((b"date", _date_cache.get()))
+        raw.extend(self._constant_fields)
         if self._must_close_after(request):
-            headers.set("connection", "close")
-        elif config.keep_alive_timeout is not None and request is not None:
-            headers.raw.append((b"keep-alive", b"timeout=%d" % config.keep_alive_timeout))
+            raw.append((b"connection", b"close"))
+        elif self._keep_alive_field is not None and request is not None:
+            raw.append(self._keep_alive_field)
         return headers
 
     def _must_close_after(self, request: Request | None) -> bool:
