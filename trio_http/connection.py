@@ -374,6 +374,7 @@ class HTTPConnection:
         started = time.perf_counter()
         self._requests_served += 1
         self._body_received = 0
+        self._body_declared = None  # set by _check_request, unless it refuses first
         fields = list(event.headers)
         request = Request(
             event.method.decode("ascii"),
