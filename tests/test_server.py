@@ -259,3 +259,31 @@ async def test_streaming_upload_over_socket(nursery: trio.Nursery, tmp_path: Pat
     assert data.startswith(b"HTTP/1.1 201 Created\r\n")
     assert (tmp_path / "up.bin").read_bytes() == payload
     nursery.cancel_scope.cancel()
+
+
+async def test_serve_as_async_context_manager() -> None:
+    async with serve(build_app(), "127.0.0.1", 0, config=CONFIG) as addresses:
+        port = addresses[0][1]
+        head, body = await fetch(port, "/echo/ctx")
+        assert body == b"ctx"
+    # The block's end stopped the server.
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def test_two_apps_in_one_program(nursery: trio.Nursery) -> None:
+    first, second = App(), App()
+
+    @first.get("/")
+    async def one(request: Request) -> Response:
+        return Response("first")
+
+    @second.get("/")
+    async def two(request: Request) -> Response:
+        return Response("second")
+
+    port_one = (await nursery.start(serve, first, "127.0.0.1", 0))[0][1]
+    async with serve(second, "127.0.0.1", 0) as addresses:
+        assert (await fetch(port_one, "/"))[1] == b"first"
+        assert (await fetch(addresses[0][1], "/"))[1] == b"second"
+    nursery.cancel_scope.cancel()

@@ -14,7 +14,10 @@ import logging
 import math
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Coroutine, Generator, Sequence
+from contextlib import AsyncExitStack
+from functools import partial
+from types import TracebackType
 from typing import Any
 
 import trio
@@ -24,7 +27,7 @@ from .config import ServerConfig
 from .connection import ConnectionRegistry, HTTPConnection
 from .routing import Handler
 
-__all__ = ["Address", "Server", "serve"]
+__all__ = ["Address", "Server", "Serving", "serve"]
 
 log = logging.getLogger("trio_http.error")
 
@@ -169,7 +172,7 @@ def _listener_addresses(listeners: Sequence[trio.abc.Listener[Any]]) -> list[Add
     return addresses
 
 
-async def serve(
+def serve(
     handler: Handler,
     host: str | None = "127.0.0.1",
     port: int = 8000,
@@ -178,19 +181,110 @@ async def serve(
     backlog: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Serve *handler* (usually an :class:`~trio_http.App`) on *host*:*port* until cancelled.
+) -> Serving:
+    """Serve *handler* (usually an :class:`~trio_http.App`) on *host*:*port*.
 
-    Use it with ``nursery.start`` to get the bound addresses once listening (``port=0``
-    picks a free port)::
+    Two ways to run it.  With ``nursery.start``, which returns the bound addresses once
+    listening and serves until the nursery is cancelled (``port=0`` picks a free port)::
 
         addresses = await nursery.start(trio_http.serve, app, "127.0.0.1", 0)
 
+    Or as an async context manager, which yields the addresses and shuts the server down
+    when the block ends::
+
+        async with trio_http.serve(app, "127.0.0.1", 0) as addresses:
+            ...
+
+    (``await trio_http.serve(app)`` also works: it serves until cancelled.)
+
     *host* ``None`` listens on every interface.  With *ssl_context* it serves HTTPS (the TLS
-    handshake counts against ``config.header_timeout``).  Cancelling the surrounding scope
-    shuts down gracefully (see :class:`Server`), so this may take up to
-    ``config.graceful_timeout`` seconds to return.  Raises ``OSError`` if it cannot listen.
+    handshake counts against ``config.header_timeout``).  Cancellation shuts down gracefully
+    (see :class:`Server`): in-flight requests get up to ``config.graceful_timeout`` seconds.
+    Raises ``OSError`` if it cannot listen.
     """
+    return Serving(
+        handler,
+        host,
+        port,
+        config=config,
+        backlog=backlog,
+        ssl_context=ssl_context,
+        task_status=task_status,
+    )
+
+
+class Serving(Coroutine[Any, Any, None]):
+    """What :func:`serve` returns: a coroutine and an async context manager at once.
+
+    The coroutine is created only when first driven, so using the object purely as a
+    context manager leaves no never-awaited coroutine behind.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        host: str | None,
+        port: int,
+        *,
+        config: ServerConfig | None,
+        backlog: int | None,
+        ssl_context: ssl.SSLContext | None,
+        task_status: trio.TaskStatus[list[Address]],
+    ) -> None:
+        self._run = partial(
+            _serve, handler, host, port, config=config, backlog=backlog, ssl_context=ssl_context
+        )
+        self._task_status = task_status
+        self._coroutine: Coroutine[Any, Any, None] | None = None
+        self._exit_stack: AsyncExitStack | None = None
+        self._nursery: trio.Nursery | None = None
+
+    def _driven(self) -> Coroutine[Any, Any, None]:
+        if self._coroutine is None:
+            self._coroutine = self._run(task_status=self._task_status)
+        return self._coroutine
+
+    def send(self, value: Any) -> Any:
+        return self._driven().send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._driven().throw(*args)
+
+    def close(self) -> None:
+        if self._coroutine is not None:
+            self._coroutine.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._driven().__await__()
+
+    async def __aenter__(self) -> list[Address]:
+        self._exit_stack = AsyncExitStack()
+        self._nursery = await self._exit_stack.enter_async_context(trio.open_nursery())
+        addresses: list[Address] = await self._nursery.start(self._run)
+        return addresses
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool | None:
+        assert self._exit_stack is not None and self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+        suppress: bool | None = await self._exit_stack.__aexit__(exc_type, exc, traceback)
+        return suppress
+
+
+async def _serve(
+    handler: Handler,
+    host: str | None,
+    port: int,
+    *,
+    config: ServerConfig | None,
+    backlog: int | None,
+    ssl_context: ssl.SSLContext | None,
+    task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+) -> None:
     tcp_listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
     listeners: list[trio.abc.Listener[Any]] = list(tcp_listeners)
     if ssl_context is not None:
