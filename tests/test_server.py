@@ -264,7 +264,7 @@ async def test_streaming_upload_over_socket(nursery: trio.Nursery, tmp_path: Pat
 async def test_serve_as_async_context_manager() -> None:
     async with serve(build_app(), "127.0.0.1", 0, config=CONFIG) as addresses:
         port = addresses[0][1]
-        head, body = await fetch(port, "/echo/ctx")
+        _, body = await fetch(port, "/echo/ctx")
         assert body == b"ctx"
     # The block's end stopped the server.
     with pytest.raises(OSError):
