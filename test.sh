@@ -1,19 +1,26 @@
 #!/bin/sh
 # The whole test suite: creates or updates .venv, installs the package with its test extra
-# (and nginx, which the proxy tests need, when it is missing and we may install it), then
-# runs ruff, mypy --strict and pytest.  Extra arguments go to pytest.
+# (and nginx and Chromium, which the real-client tests need, when they are missing and we may
+# install them), then runs ruff, mypy --strict and pytest.  Extra arguments go to pytest.
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 venv="$here/.venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]"
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+# The real-client tests drive nginx and headless Chromium; install them when missing.
+missing=""
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+if [ -n "$missing" ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing nginx (for tests/test_real_clients.py)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+        echo "== installing$missing (for tests/test_real_clients.py, tests/test_browser.py)"
+        apt-get update -qq
+        # shellcheck disable=SC2086 # one word per package
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
     else
-        echo "warning: nginx is missing; tests/test_real_clients.py will fail" >&2
+        echo "warning: missing$missing; the real-client tests will fail" >&2
     fi
 fi
 echo "== ruff"
