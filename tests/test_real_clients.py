@@ -140,3 +140,38 @@ def test_through_nginx_reverse_proxy(tmp_path: Path, files: Path) -> None:
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(10)
+
+
+def run_curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=30, check=True)
+
+
+def test_curl_upload_with_expect_100_continue(files: Path, tmp_path: Path) -> None:
+    upload = tmp_path / "big.bin"
+    upload.write_bytes(os.urandom(2 * 1024 * 1024))  # large enough for curl to send Expect
+    with running_server("--directory", str(files), "--no-access-log") as server:
+        result = run_curl("-v", "-T", str(upload), f"{server.url}/files/uploaded.bin")
+        trace = result.stderr.decode()
+        assert "Expect: 100-continue" in trace
+        assert "HTTP/1.1 100 Continue" in trace  # sent when the handler starts reading
+        assert "HTTP/1.1 201 Created" in trace
+        assert (files / "uploaded.bin").read_bytes() == upload.read_bytes()
+
+
+def test_curl_http10_and_ranges(files: Path) -> None:
+    with running_server("--directory", str(files), "--no-access-log") as server:
+        result = run_curl("-0", "-v", f"{server.url}/echo/old")
+        assert result.stdout == b"old"
+        assert "> GET /echo/old HTTP/1.0" in result.stderr.decode()
+        assert "connection: close" in result.stderr.decode().lower()
+        data = (files / "data.bin").read_bytes()
+        assert run_curl("-r", "10-19", f"{server.url}/files/data.bin").stdout == data[10:20]
+        assert run_curl("-r", "-5", f"{server.url}/files/data.bin").stdout == data[-5:]
+        modified = run_curl(
+            "-z",
+            "Thu, 01 Jan 2099 00:00:00 GMT",
+            "-w",
+            "%{http_code}",
+            f"{server.url}/files/data.bin",
+        )
+        assert modified.stdout == b"304"
