@@ -96,6 +96,29 @@ class HTTPConnection:
     raise for anything the client does.  Cancelling it aborts the connection.
     """
 
+    # Slots: an idle keep-alive connection is mostly this object and its task, and servers
+    # hold thousands of them (bench idle-conns scenario).
+    __slots__ = (
+        "_access_logger",
+        "_body_declared",
+        "_body_received",
+        "_client",
+        "_close_after_response",
+        "_config",
+        "_conn",
+        "_constant_fields",
+        "_eof",
+        "_fd",
+        "_handler",
+        "_keep_alive_field",
+        "_registry",
+        "_requests_served",
+        "_stream",
+        "_timeout_scope",
+        "_waited",
+        "_waiting_for",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,
