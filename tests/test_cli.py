@@ -141,6 +141,12 @@ def test_port_in_use() -> None:
         (["--max-body-size", "lots"], "argument --max-body-size: not a size: 'lots'"),
         (["--timeout-keep-alive", "-1"], "argument --timeout-keep-alive: seconds must not be"),
         (["--limit-concurrency", "0"], "argument --limit-concurrency: must be at least 1"),
+        (["--graceful-timeout", "-3"], "argument --graceful-timeout: seconds must not be"),
+        (["--certfile", "/nonexistent.pem"], "--certfile and --keyfile go together"),
+        (
+            ["--certfile", "/nonexistent.pem", "--keyfile", "/nonexistent.key"],
+            "cannot load --certfile/--keyfile: [Errno 2] No such file or directory",
+        ),
         (["--access-log-format", "xml"], "argument --access-log-format: invalid choice"),
         (["--bogus"], "unrecognized arguments: --bogus"),
     ],

@@ -611,3 +611,25 @@ async def test_drain_lets_in_flight_request_finish_with_close() -> None:
     assert data.startswith(b"HTTP/1.1 200 OK\r\n")
     assert b"connection: close" in data
     assert data.endswith(b"done")
+
+
+async def test_sub_second_keep_alive_is_not_advertised(run: Run) -> None:
+    client, _ = await run(ServerConfig(access_log=False, keep_alive_timeout=0.5))
+    await client.send_all(GET % b"/")
+    head, _ = await Reader(client).response()
+    assert header(head, "keep-alive") is None
+
+
+async def test_vanished_client_is_logged_as_499(caplog: pytest.LogCaptureFixture) -> None:
+    from trio_http.accesslog import AccessLogger
+
+    caplog.set_level(logging.INFO, logger="trio_http.access")
+    client, server = trio.testing.memory_stream_pair()
+    connection = HTTPConnection(
+        server, make_app(), ServerConfig(), access_logger=AccessLogger("json")
+    )
+    await client.send_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc")
+    await client.send_eof()
+    with trio.fail_after(5):
+        await connection.run()
+    assert '"status":499' in caplog.text

@@ -392,3 +392,32 @@ async def test_file_server_under_custom_prefix(root: Path) -> None:
     FileServer(root, read_only=True).install(app, "/static")
     async with TestClient(app) as client:
         assert (await client.get("/static/hello.txt")).body == b"hello world\n"
+
+
+async def test_fifo_is_refused_without_blocking(client: TestClient, root: Path) -> None:
+    os.mkfifo(root / "pipe")
+    with trio.fail_after(5):  # opening it must not wait for a writer
+        assert (await client.get("/files/pipe")).status == 403
+        assert (await client.get("/files/hello.txt")).status == 200
+
+
+async def test_upload_temp_files_are_never_served_or_listed(root: Path) -> None:
+    (root / f"{TEMP_PREFIX}abc.part").write_bytes(b"half an upload")
+    async with TestClient(build_app(root, allow_hidden=True)) as client:
+        assert (await client.get(f"/files/{TEMP_PREFIX}abc.part")).status == 404
+        assert TEMP_PREFIX not in (await client.get("/files/")).text
+        assert (await client.get("/files/.secret")).status == 200  # hidden files are on
+
+
+async def test_trailing_slash_on_a_file_is_404(client: TestClient) -> None:
+    assert (await client.get("/files/hello.txt/")).status == 404
+
+
+async def test_compressed_variant_revalidates(client: TestClient, root: Path) -> None:
+    (root / "big.txt").write_text("lorem ipsum " * 1000)
+    headers = {"accept-encoding": "gzip"}
+    first = await client.get("/files/big.txt", headers=headers)
+    etag = first.headers["etag"]
+    assert etag.endswith('-gzip"')
+    again = await client.get("/files/big.txt", headers={**headers, "if-none-match": etag})
+    assert again.status == 304

@@ -100,3 +100,24 @@ async def test_app_call_sets_path_params() -> None:
     response = await app(Request("GET", "/hello/bob?x=1", Headers()))
     assert isinstance(response, Response)
     assert response.body == b"hi bob"
+
+
+def test_exact_path_does_not_shadow_patterns_for_other_methods() -> None:
+    app = App()
+    app.add_route("/items/new", ok, ["GET"])
+    app.add_route("/items/{item}", ok, ["POST"])
+    app.add_route("/elsewhere", ok, ["PUT"])
+    assert app.resolve("POST", "/items/new") == (ok, {"item": "new"})
+    assert app.resolve("GET", "/items/new") == (ok, {})
+    with pytest.raises(HTTPError) as info:
+        app.resolve("PUT", "/items/new")
+    assert info.value.headers["allow"] == "GET, HEAD, POST"
+
+
+def test_add_route_upper_cases_methods() -> None:
+    app = App()
+    app.add_route("/x", ok, ["put"])
+    assert app.resolve("PUT", "/x")[0] is ok
+    with pytest.raises(HTTPError) as info:
+        app.resolve("put", "/x")
+    assert info.value.status == 501

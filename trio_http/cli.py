@@ -56,13 +56,19 @@ def parse_size(text: str) -> int:
     return size
 
 
-def _seconds(text: str) -> float | None:
+def _non_negative(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"seconds must not be negative: {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float | None:
+    """A timeout: like _non_negative, with 0 meaning "no timeout"."""
+    value = _non_negative(text)
     return None if value == 0 else value
 
 
@@ -104,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on ('::' or '0.0.0.0' for every interface)",
+        help="address to listen on ('0.0.0.0': every IPv4 interface; '::': every IPv6 one)",
     )
     net.add_argument("--port", type=_port, default=8000, help="TCP port (0 picks a free one)")
     net.add_argument("--backlog", type=_positive_int, default=1024, help="listen queue length")
@@ -130,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--directory",
         type=Path,
         metavar="DIR",
-        help="serve and store files under DIR at /files/ (default: no file routes)",
+        help="serve and store files under DIR at /files/ (without it: no file routes)",
     )
     files.add_argument("--read-only", action="store_true", help="refuse POST, PUT and DELETE (405)")
     files.add_argument(
@@ -179,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--graceful-timeout",
-        type=float,
+        type=_non_negative,
         default=defaults.graceful_timeout,
         metavar="S",
         help="on shutdown, time in-flight requests may take",
@@ -189,14 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="connections served at once; more get 503 (default: unlimited)",
+        help="connections served at once; more get 503 (unset: unlimited)",
     )
     limits.add_argument(
         "--limit-max-requests",
         type=_positive_int,
         default=None,
         metavar="N",
-        help="requests per connection before it is closed (default: unlimited)",
+        help="requests per connection before it is closed (unset: unlimited)",
     )
     limits.add_argument(
         "--max-header-size",
@@ -283,16 +289,14 @@ async def _open_listeners(args: argparse.Namespace) -> list[trio.abc.Listener[An
         tcp = await bind_reuse_port_listeners(args.host, args.port, args.backlog)
     else:
         tcp = await trio.open_tcp_listeners(args.port, host=args.host, backlog=args.backlog)
-    if args.certfile is None:
+    if args.ssl_context is None:
         return list(tcp)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(args.certfile, args.keyfile)
-    return [trio.SSLListener(listener, context, https_compatible=True) for listener in tcp]
+    return [trio.SSLListener(listener, args.ssl_context, https_compatible=True) for listener in tcp]
 
 
 async def _run(server: Server, args: argparse.Namespace, what: str) -> None:
     listeners = await _open_listeners(args)
-    scheme = "https" if args.certfile else "http"
+    scheme = "https" if args.ssl_context else "http"
     async with trio.open_nursery() as nursery:
         # Install the signal handlers before announcing that we listen: a supervisor may
         # send SIGTERM as soon as it sees the log line.
@@ -354,6 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         directory = directory.resolve()
     if (args.certfile is None) != (args.keyfile is None):
         parser.exit(2, "trio-http: error: --certfile and --keyfile go together\n")
+    args.ssl_context = None
+    if args.certfile is not None:
+        # Loaded here, not in the workers: a bad certificate is a usage error, reported once.
+        try:
+            args.ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            args.ssl_context.load_cert_chain(args.certfile, args.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            parser.exit(2, f"trio-http: error: cannot load --certfile/--keyfile: {exc}\n")
     configure_logging(args.log_level)
     if args.workers > 1:
         return _run_workers(args, argv)
@@ -376,9 +388,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         trio.run(_run, server, args, what)
     except OSError as exc:
         return _listen_error(args, exc)
-    except ssl.SSLError as exc:
-        print(f"trio-http: error: cannot load the certificate: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:  # pragma: no cover - the signal receiver handles SIGINT
         return 130
     return 0

@@ -46,6 +46,8 @@ BODY_RECEIVE_SIZE = 256 * 1024
 #: Responses up to this size are joined with their head into one write (one syscall); larger
 #: bodies are written separately to avoid copying them.
 JOIN_LIMIT = 64 * 1024
+#: File bodies up to this size are read into memory and sent together with the head.
+SMALL_FILE_SIZE = 16 * 1024
 #: Status codes that must not carry Content-Length (RFC 9110 §8.6) or a body.
 _NO_LENGTH_STATUSES = frozenset({204, 304})
 
@@ -145,10 +147,12 @@ class HTTPConnection:
         self._constant_fields: list[tuple[bytes, bytes]] = []
         if config.server_header:
             self._constant_fields.append((b"server", config.server_header.encode("latin-1")))
+        # Keep-Alive takes whole seconds; round down (the client closes a little early, which
+        # is safe) and leave it out below one second rather than advertise "timeout=0".
         self._keep_alive_field = (
             None
-            if config.keep_alive_timeout is None
-            else (b"keep-alive", b"timeout=%d" % config.keep_alive_timeout)
+            if config.keep_alive_timeout is None or config.keep_alive_timeout < 1
+            else (b"keep-alive", b"timeout=%d" % int(config.keep_alive_timeout))
         )
         self._waiting_for: Waiting = "nothing"
         self._requests_served = 0
@@ -241,7 +245,7 @@ class HTTPConnection:
         """Read once from the stream into h11, within *timeout*."""
         if self._fd is not None:
             # Fast path: if bytes are already waiting, take them without a trip through the
-            # scheduler and without touching the deadline (measured: bench/README.md).
+            # scheduler and without touching the deadline (docs/performance.md has the numbers).
             try:
                 data = os.read(self._fd, size)
             except BlockingIOError:
@@ -419,6 +423,9 @@ class HTTPConnection:
                 response = self._error_response(refusal)
             status = response.status
             sent = await self._send_response(request, response)
+        except ClientDisconnected:
+            status = 499  # nginx's "client closed request", familiar to operators
+            raise
         finally:
             if self._access_logger is not None:
                 self._access_logger.log(
@@ -541,6 +548,10 @@ class HTTPConnection:
                 return 0
             if isinstance(response, Response):
                 return await self._send_bytes_body(data, response.body)
+            if isinstance(response, FileResponse) and response.content_length <= SMALL_FILE_SIZE:
+                # One write with the head beats head + sendfile + trailer for small files; the
+                # blocking read is a page-cache copy of a few KiB (docs/performance.md).
+                return await self._send_bytes_body(data, response.read_all())
             await self._send(data)
             sender = SocketSender.for_stream(self._stream)
             if isinstance(response, FileResponse) and sender is not None:

@@ -17,6 +17,7 @@ import contextlib
 import errno
 import mimetypes
 import os
+import re
 import stat
 import tempfile
 import time
@@ -46,6 +47,8 @@ WRITE_BUFFER_SIZE = 1024 * 1024
 #: Temporary upload files: hidden, so never listed or served, and recognisable.
 TEMP_PREFIX = ".trio-http-upload-"
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: The suffix compression adds to an ETag (see compression.negotiate_and_encode).
+_VARIANT_SUFFIX = re.compile(r'-(?:gzip|br|zstd)"')
 
 
 def _read_umask() -> int:
@@ -111,22 +114,33 @@ class FileServer:
     async def get(self, request: Request) -> BaseResponse:
         url_path = request.path_params["path"]
         path = resolve_path(self.policy, url_path)
+        if path.name.startswith(TEMP_PREFIX):
+            raise HTTPError(404, "no such file")  # an upload in progress, even with hidden on
         try:
-            # open() blocks only for microseconds on a local disk; the response closes it.
-            file: BinaryIO = open(path, "rb")  # noqa: SIM115, ASYNC230
+            # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, on the event loop.
+            # For regular files it changes nothing, and open() costs microseconds there.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             raise HTTPError(404, "no such file") from None
-        except IsADirectoryError:
-            return await self._directory(request, path, url_path)
         except PermissionError:
             raise HTTPError(403, "permission denied") from None
         try:
-            st = os.fstat(file.fileno())
+            st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
-                file.close()
-                return await self._directory(request, path, url_path)
-            if not stat.S_ISREG(st.st_mode):
+                file = None
+            elif not stat.S_ISREG(st.st_mode):
                 raise HTTPError(403, "not a regular file")
+            elif url_path.endswith("/"):
+                raise HTTPError(404, "no such directory")
+            else:
+                file = os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
+        if file is None:
+            os.close(fd)
+            return await self._directory(request, path, url_path)
+        try:
             return self._file_response(request, file, st, path.name)
         except BaseException:
             file.close()
@@ -184,10 +198,15 @@ class FileServer:
     ) -> Precondition:
         """Evaluate conditional headers; raise 412, return NOT_MODIFIED or PROCEED."""
         headers = request.headers
+        if_none_match = headers.get("if-none-match")
+        if if_none_match is not None:
+            # A client revalidating a compressed variant sends its ETag ("...-gzip"); the
+            # variant is unchanged exactly when the file is (compression is deterministic).
+            if_none_match = _VARIANT_SUFFIX.sub('"', if_none_match)
         outcome = evaluate_preconditions(
             request.method,
             if_match=headers.get("if-match"),
-            if_none_match=headers.get("if-none-match"),
+            if_none_match=if_none_match,
             if_modified_since=headers.get("if-modified-since"),
             if_unmodified_since=headers.get("if-unmodified-since"),
             etag=validators.etag if validators else None,
@@ -221,6 +240,8 @@ class FileServer:
         entries = []
         with os.scandir(path) as scan:
             for item in scan:
+                if item.name.startswith(TEMP_PREFIX):
+                    continue
                 relative = path.relative_to(self.policy.root) / item.name
                 try:
                     real = resolve_path(self.policy, relative.as_posix())

@@ -195,6 +195,23 @@ class FileResponse(BaseResponse):
                 remaining -= len(chunk)
                 yield chunk
 
+    def read_all(self) -> bytes:
+        """The whole body, read now with blocking ``pread`` calls (for small responses only).
+
+        Raises :class:`FileChangedError` if the file is shorter than announced.
+        """
+        pieces = []
+        for part in self.parts:
+            if isinstance(part, bytes):
+                pieces.append(part)
+                continue
+            offset, length = part
+            data = os.pread(self.file.fileno(), length, offset)
+            if len(data) != length:
+                raise FileChangedError(self.file.name)
+            pieces.append(data)
+        return b"".join(pieces)
+
     async def aclose(self) -> None:
         self.file.close()
 

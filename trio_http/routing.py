@@ -98,7 +98,6 @@ class App:
 
     def route(self, pattern: str, methods: Iterable[str]) -> Callable[[Handler], Handler]:
         """Register the decorated handler for *pattern* and each of *methods*."""
-        methods = [method.upper() for method in methods]
 
         def register(handler: Handler) -> Handler:
             self.add_route(pattern, handler, methods)
@@ -115,7 +114,7 @@ class App:
             self._routes.append(route)
             if regex is None:
                 self._static[pattern] = route
-        for method in methods:
+        for method in (m.upper() for m in methods):
             if method in route.handlers:
                 raise ValueError(f"{method} {pattern} is already registered")
             route.handlers[method] = handler
@@ -140,10 +139,16 @@ class App:
         Raises :class:`~trio_http.HTTPError` with 404, 405 (with ``Allow``) or 501.
         """
         lookup = "GET" if method == "HEAD" else method
-        static = self._static.get(path)
-        candidates = [static] if static is not None else self._routes
         allowed: list[str] = []
-        for route in candidates:
+        static = self._static.get(path)
+        if static is not None:
+            handler = static.handlers.get(lookup)
+            if handler is not None:
+                return handler, {}
+            allowed.extend(static.allowed)
+        for route in self._routes:
+            if route.regex is None:
+                continue  # exact paths were looked up above
             try:
                 params = route.match(path)
             except UnicodeDecodeError:
@@ -158,7 +163,9 @@ class App:
             raise HTTPError(501, f"method {method} is not implemented")
         if allowed:
             raise HTTPError(
-                405, f"{method} is not allowed here", headers={"allow": ", ".join(allowed)}
+                405,
+                f"{method} is not allowed here",
+                headers={"allow": ", ".join(sorted(set(allowed)))},
             )
         raise HTTPError(404, "no such resource")
 
