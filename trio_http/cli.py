@@ -27,10 +27,10 @@ from .config import ServerConfig
 from .server import Address, Server
 from .workers import (
     bind_reuse_port_listeners,
-    die_with_parent,
     reserve_port,
     reuse_port_supported,
     supervise,
+    watch_supervisor,
 )
 
 __all__ = ["main"]
@@ -301,6 +301,7 @@ async def _run(server: Server, args: argparse.Namespace, what: str) -> None:
         # Install the signal handlers before announcing that we listen: a supervisor may
         # send SIGTERM as soon as it sees the log line.
         nursery.start_soon(_watch_signals, server)
+        nursery.start_soon(watch_supervisor, server.shutdown)
         await trio.lowlevel.checkpoint()
 
         async def serve_then_stop(*, task_status: trio.TaskStatus[list[Address]]) -> None:
@@ -369,8 +370,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     if args.workers > 1:
         return _run_workers(args, argv)
-    if args.reuse_port:
-        die_with_parent()
     app = build_app(
         directory,
         read_only=args.read_only,

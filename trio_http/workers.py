@@ -10,23 +10,21 @@ The parent forwards SIGTERM and SIGINT to the workers (a second signal is forwar
 which the workers take as "stop now"; each worker has a session of its own so that signals
 meant for the supervisor's process group reach it only once, through the supervisor),
 restarts a worker that dies unexpectedly, and gives up when workers keep dying right after
-starting.  Workers ask the kernel to send them SIGTERM if
-the parent dies (``PR_SET_PDEATHSIG``), so no worker outlives its supervisor.
+starting.  Workers watch the supervisor and shut down gracefully when it dies, so no worker
+outlives it.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
 import socket
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
-__all__ = ["SUPERVISOR_ENV", "bind_reuse_port_listeners", "die_with_parent", "supervise"]
+__all__ = ["SUPERVISOR_ENV", "bind_reuse_port_listeners", "supervise", "watch_supervisor"]
 
 log = logging.getLogger("trio_http")
 
@@ -36,7 +34,6 @@ SUPERVISOR_ENV = "TRIO_HTTP_SUPERVISOR_PID"
 QUICK_DEATH = 1.0
 #: Consecutive quick deaths after which the supervisor gives up.
 MAX_QUICK_DEATHS = 5
-_PR_SET_PDEATHSIG = 1
 
 
 def reuse_port_supported() -> bool:
@@ -85,16 +82,38 @@ async def bind_reuse_port_listeners(
     return [trio.SocketListener(sock) for sock in sockets]
 
 
-def die_with_parent() -> None:
-    """In a worker: get SIGTERM when the supervisor dies (Linux), and check it is alive now."""
+async def watch_supervisor(on_gone: Callable[[], None]) -> None:
+    """In a worker: call *on_gone* once the supervisor has died, then return.
+
+    Waits on a pidfd of the supervisor (readable when it exits), so nothing polls.  Not
+    ``PR_SET_PDEATHSIG``: that fires when the *thread* that started the worker exits, and trio
+    starts processes from worker threads that end after a few idle seconds.  Returns at once
+    outside a supervised worker.
+    """
     supervisor = os.environ.get(SUPERVISOR_ENV)
-    if supervisor is None or not sys.platform.startswith("linux"):
+    if supervisor is None:
         return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != int(supervisor):
-        # The supervisor died before prctl took effect.
-        os.kill(os.getpid(), signal.SIGTERM)
+    pid = int(supervisor)
+    if not hasattr(os, "pidfd_open"):  # not Linux: look every half second instead
+        while os.getppid() == pid:  # noqa: ASYNC110 - nothing to wait on but the clock
+            await trio.sleep(0.5)
+        log.warning("the supervisor (pid %d) is gone: shutting down", pid)
+        on_gone()
+        return
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        pidfd = None
+    if pidfd is not None:
+        try:
+            # The PID could have been reused between our start and pidfd_open: check that
+            # it is still our parent before trusting the descriptor.
+            if os.getppid() == pid:
+                await trio.lowlevel.wait_readable(pidfd)
+        finally:
+            os.close(pidfd)
+    log.warning("the supervisor (pid %d) is gone: shutting down", pid)
+    on_gone()
 
 
 class _Worker:
