@@ -287,3 +287,28 @@ async def test_two_apps_in_one_program(nursery: trio.Nursery) -> None:
         assert (await fetch(port_one, "/"))[1] == b"first"
         assert (await fetch(addresses[0][1], "/"))[1] == b"second"
     nursery.cancel_scope.cancel()
+
+
+async def test_upload_cut_by_shutdown_leaves_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    (tmp_path / "keep.bin").write_bytes(b"old")
+    server = Server(build_app(tmp_path), ServerConfig(access_log=False, graceful_timeout=5))
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with trio.open_nursery() as nursery:
+        port = (await nursery.start(server.serve, listeners))[0][1]
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(
+            b"PUT /files/keep.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n"
+            + b"n" * 2_000_000
+        )
+        # The upload is under way: its temporary file exists.
+        with trio.fail_after(30):
+            while not list(tmp_path.glob(".trio-http-upload-*")):
+                await trio.testing.wait_all_tasks_blocked()
+                await trio.sleep(0.01)
+        server.shutdown()
+    # The graceful timeout passed, the upload was cancelled and cleaned up.
+    assert (tmp_path / "keep.bin").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.bin"]
+    await stream.aclose()
