@@ -633,3 +633,17 @@ async def test_vanished_client_is_logged_as_499(caplog: pytest.LogCaptureFixture
     with trio.fail_after(5):
         await connection.run()
     assert '"status":499' in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("connection", "closes"),
+    [("Upgrade, Close", True), ("keep-alive,close", True), ("closed", False), ("x-close", False)],
+)
+async def test_connection_close_token_parsing(run: Run, connection: str, closes: bool) -> None:
+    client, _ = await run()
+    await client.send_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: %s\r\n\r\n" % connection.encode()
+    )
+    head, _ = await Reader(client).response()
+    assert (header(head, "connection") == "close") is closes
+    assert (header(head, "keep-alive") is None) is closes

@@ -105,6 +105,7 @@ class HTTPConnection:
         "_body_declared",
         "_body_received",
         "_client",
+        "_client_close",
         "_close_after_response",
         "_config",
         "_conn",
@@ -160,6 +161,7 @@ class HTTPConnection:
         # Per request:
         self._body_received = 0
         self._body_declared: int | None = None
+        self._client_close = False
         self._close_after_response = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -310,27 +312,40 @@ class HTTPConnection:
     def _check_request(
         self, event: h11.Request, fields: list[tuple[bytes, bytes]]
     ) -> HTTPError | None:
-        """Protocol rules h11 leaves to us (RFC 9112 §2.3, §3, §6.1; RFC 9110 §10.1.1)."""
+        """Protocol rules h11 leaves to us (RFC 9112 §2.3, §3, §6.1; RFC 9110 §10.1.1).
+
+        Also notes whether the client asked to close (HTTP/1.0, which h11 never keeps alive,
+        or ``Connection: close``), in the same pass over the headers.
+        """
+        # h11 does no keep-alive for HTTP/1.0.
+        self._client_close = event.http_version != b"1.1"
         if event.http_version not in (b"1.1", b"1.0"):
             return HTTPError(505, "this server speaks HTTP versions 1.0 and 1.1", close=True)
         config = self._config
-        if len(event.target) > config.max_target_length:
-            return HTTPError(414, f"request target longer than {config.max_target_length}")
         # h11 enforces max_incomplete_event_size only while a head is incomplete; a large head
         # that arrives in one read gets through, so measure it (close enough: CRLFs, ": ").
         head_size = len(event.method) + len(event.target) + 12
         content_length: bytes | None = None
-        chunked = False
+        chunked = bad_expect = False
         for name, value in fields:
             head_size += len(name) + len(value) + 4
             if name == b"content-length":
                 content_length = value
             elif name == b"transfer-encoding":
                 chunked = True
-            elif name == b"expect" and value.lower() != b"100-continue":
-                return HTTPError(417, "only 'Expect: 100-continue' is supported", close=True)
+            elif name == b"expect":
+                bad_expect = bad_expect or value.lower() != b"100-continue"
+            elif name == b"connection" and b"close" in value.lower():
+                tokens = value.lower().split(b",")
+                self._client_close = self._client_close or any(
+                    token.strip() == b"close" for token in tokens
+                )
+        if len(event.target) > config.max_target_length:
+            return HTTPError(414, f"request target longer than {config.max_target_length}")
         if head_size > config.max_header_size:
             return HTTPError(431, f"request head larger than {config.max_header_size} bytes")
+        if bad_expect:
+            return HTTPError(417, "only 'Expect: 100-continue' is supported", close=True)
         if chunked and content_length is not None:
             # A message with both is how request smuggling works: refuse, and close, because
             # we cannot know where this request ends.
@@ -494,7 +509,7 @@ class HTTPConnection:
         if (
             self._close_after_response
             or request is None
-            or _client_wants_close(request)
+            or self._client_close
             or (self._registry is not None and self._registry.draining)
             or (
                 config.max_requests_per_connection is not None
@@ -553,7 +568,11 @@ class HTTPConnection:
                 # blocking read is a page-cache copy of a few KiB (docs/performance.md).
                 return await self._send_bytes_body(data, response.read_all())
             await self._send(data)
-            sender = SocketSender.for_stream(self._stream)
+            sender = (
+                SocketSender.for_stream(self._stream)
+                if isinstance(response, FileResponse)
+                else None
+            )
             if isinstance(response, FileResponse) and sender is not None:
                 sent = await self._send_file_body(response, sender)
             else:
@@ -667,13 +686,6 @@ class HTTPConnection:
 def _describe(error: h11.RemoteProtocolError) -> str:
     """h11's message without the raw bytes it quotes (those go to the log, not the client)."""
     return re.split(r":? (?:bytearray\(|b['\"])", str(error), maxsplit=1)[0]
-
-
-def _client_wants_close(request: Request) -> bool:
-    """HTTP/1.0 (h11 does not do 1.0 keep-alive) or ``Connection: close``."""
-    if request.http_version == "1.0":
-        return True
-    return any(token.lower() == "close" for token in request.headers.get_comma_list("connection"))
 
 
 class _Blank:
