@@ -29,6 +29,7 @@ from .accesslog import AccessLogger
 from .compression import negotiate_and_encode
 from .config import ServerConfig
 from .errors import BodyTooLarge, ClientDisconnected, HTTPError
+from .h11_events import CONTINUE, END_OF_MESSAGE, ResponseHeadCache
 from .headers import Headers
 from .httpdate import format_http_date
 from .request import Request
@@ -50,8 +51,6 @@ JOIN_LIMIT = 64 * 1024
 SMALL_FILE_SIZE = 16 * 1024
 #: Status codes that must not carry Content-Length (RFC 9110 §8.6) or a body.
 _NO_LENGTH_STATUSES = frozenset({204, 304})
-
-_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
 
 Waiting = Literal["idle", "head", "body", "write", "nothing"]
 
@@ -89,6 +88,7 @@ class _DateCache:
 
 
 _date_cache = _DateCache()
+_response_heads = ResponseHeadCache()
 
 
 class HTTPConnection:
@@ -245,19 +245,41 @@ class HTTPConnection:
 
     async def _receive(self, waiting_for: Waiting, timeout: float | None, size: int) -> None:
         """Read once from the stream into h11, within *timeout*."""
-        if self._fd is not None:
-            # Fast path: if bytes are already waiting, take them without a trip through the
-            # scheduler and without touching the deadline (docs/performance.md has the numbers).
+        fd = self._fd
+        if fd is None:
+            await self._receive_from_stream(waiting_for, timeout, size)
+            return
+        # Plain TCP: read the socket directly, and wait only when nothing is there.  Data that
+        # is already waiting costs no trip through the scheduler and no deadline change; a
+        # wait is one epoll registration, not trio's receive_some (which retries the read
+        # first, a second failing recv per request).  docs/performance.md has the numbers.
+        deadline = math.inf if timeout is None else trio.current_time() + timeout
+        while True:
             try:
-                data = os.read(self._fd, size)
+                data = os.read(fd, size)
+                break
             except BlockingIOError:
                 pass
             except OSError as exc:
                 raise ClientDisconnected(str(exc)) from exc
-            else:
-                self._eof = not data
-                self._conn.receive_data(data)
-                return
+            self._waited = True
+            self._waiting_for = waiting_for
+            self._timeout_scope.deadline = deadline
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            except (trio.ClosedResourceError, OSError) as exc:
+                raise ClientDisconnected(str(exc)) from exc
+            # Not in a finally: when the deadline fires, _on_timeout needs _waiting_for as it
+            # was.
+            self._timeout_scope.deadline = math.inf
+            self._waiting_for = "nothing"
+        self._eof = not data
+        self._conn.receive_data(data)
+
+    async def _receive_from_stream(
+        self, waiting_for: Waiting, timeout: float | None, size: int
+    ) -> None:
+        """:meth:`_receive` for streams without a socket to read directly (TLS, memory)."""
         self._waited = True
         self._waiting_for = waiting_for
         if timeout is not None:
@@ -280,20 +302,13 @@ class HTTPConnection:
         must refuse before it reaches a handler.
         """
         config = self._config
+        conn = self._conn
         head_deadline: float | None = None
         while True:
-            try:
-                event = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                log.info("%s: bad request: %s", self._peer(), exc)
-                return HTTPError(exc.error_status_hint, _describe(exc), close=True)
-            if isinstance(event, h11.Request):
-                return event
-            if isinstance(event, h11.ConnectionClosed):
-                return None
-            assert event is h11.NEED_DATA, event
-            if not self._conn.trailing_data[0]:
-                # Nothing of the next request yet: an idle connection.
+            buffered, closed = conn.trailing_data
+            if not buffered and not closed:
+                # Nothing of the next request yet: an idle connection.  (Checked before asking
+                # h11, whose answer would be NEED_DATA after a full parsing attempt.)
                 if self._close_after_response or (
                     self._registry is not None and self._registry.draining
                 ):
@@ -303,6 +318,16 @@ class HTTPConnection:
                 )
                 await self._receive("idle", timeout, HEAD_RECEIVE_SIZE)
                 continue
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                log.info("%s: bad request: %s", self._peer(), exc)
+                return HTTPError(exc.error_status_hint, _describe(exc), close=True)
+            if isinstance(event, h11.Request):
+                return event
+            if isinstance(event, h11.ConnectionClosed):
+                return None
+            assert event is h11.NEED_DATA, event
             # Part of a head has arrived: the whole head must follow within header_timeout.
             if head_deadline is None and config.header_timeout is not None:
                 head_deadline = trio.current_time() + config.header_timeout
@@ -370,7 +395,7 @@ class HTTPConnection:
         if conn.their_state is not h11.SEND_BODY:
             return b""
         if conn.client_is_waiting_for_100_continue:
-            await self._send(self._send_event(_CONTINUE))
+            await self._send(self._send_event(CONTINUE))
         while True:
             try:
                 event = conn.next_event()
@@ -539,11 +564,8 @@ class HTTPConnection:
         """
         try:
             headers = self._response_headers(request, response)
-            head = h11.Response(
-                status_code=response.status,
-                headers=headers.raw,
-                reason=reason_phrase(response.status),
-            )
+            status = response.status
+            head = _response_heads.get(status, reason_phrase(status), headers.raw)
         except h11.LocalProtocolError as exc:
             await response.aclose()
             log.error("%s: handler returned an invalid response: %s", self._peer(), exc)
@@ -559,7 +581,7 @@ class HTTPConnection:
             data = conn.send(head)
             assert data is not None
             if request is not None and request.method == "HEAD":
-                await self._send(data + self._send_event(h11.EndOfMessage()))
+                await self._send(data + self._send_event(END_OF_MESSAGE))
                 return 0
             if isinstance(response, Response):
                 return await self._send_bytes_body(data, response.body)
@@ -580,7 +602,7 @@ class HTTPConnection:
                 async for chunk in response.iter_body():
                     await self._send_data(chunk)
                     sent += len(chunk)
-            await self._send(self._send_event(h11.EndOfMessage()))
+            await self._send(self._send_event(END_OF_MESSAGE))
             return sent
         except (ClientDisconnected, trio.Cancelled):
             raise
@@ -595,11 +617,11 @@ class HTTPConnection:
             payload = head
             if body:
                 payload += self._send_event(h11.Data(data=body))
-            await self._send(payload + self._send_event(h11.EndOfMessage()))
+            await self._send(payload + self._send_event(END_OF_MESSAGE))
         else:
             await self._send(head)
             await self._send_data(body)
-            await self._send(self._send_event(h11.EndOfMessage()))
+            await self._send(self._send_event(END_OF_MESSAGE))
         return len(body)
 
     async def _send_file_body(self, response: FileResponse, sender: SocketSender) -> int:
