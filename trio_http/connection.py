@@ -249,19 +249,24 @@ class HTTPConnection:
         if fd is None:
             await self._receive_from_stream(waiting_for, timeout, size)
             return
-        # Plain TCP: read the socket directly, and wait only when nothing is there.  Data that
-        # is already waiting costs no trip through the scheduler and no deadline change; a
-        # wait is one epoll registration, not trio's receive_some (which retries the read
-        # first, a second failing recv per request).  docs/performance.md has the numbers.
+        # Plain TCP: read the socket directly.  Mid-request (the rest of a head, a body) the
+        # bytes are usually there already, so try the read first: no trip through the
+        # scheduler, no deadline change.  Between requests they almost never are (counted
+        # under wrk: one failing read per request), so wait first.  Waiting is one epoll
+        # registration, not trio's receive_some, which would try a recv first as well.  Both
+        # measured in docs/performance.md.
         deadline = math.inf if timeout is None else trio.current_time() + timeout
+        wait_first = waiting_for == "idle"
         while True:
-            try:
-                data = os.read(fd, size)
-                break
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                raise ClientDisconnected(str(exc)) from exc
+            if not wait_first:
+                try:
+                    data = os.read(fd, size)
+                    break
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    raise ClientDisconnected(str(exc)) from exc
+            wait_first = False
             self._waited = True
             self._waiting_for = waiting_for
             self._timeout_scope.deadline = deadline
