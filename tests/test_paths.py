@@ -74,3 +74,35 @@ def test_symlink_inside_root_is_fine_but_not_to_hidden(root: Path) -> None:
     with pytest.raises(HTTPError) as info:
         resolve_path(PathPolicy(root), "peek")
     assert info.value.status == 403
+
+
+@pytest.mark.parametrize(
+    "url_path",
+    [
+        "sub/f.txt",
+        "sub/f.txt/below-a-file",
+        "missing/deeper/still",
+        "dirlink/f.txt",
+        "dirlink/missing",
+        "chain",
+        "loop/x",
+        "out/outside.txt",
+        "broken",
+        "sub/",
+    ],
+)
+def test_agrees_with_realpath(root: Path, url_path: str) -> None:
+    """Walking only below the root gives what os.path.realpath gives for the whole path."""
+    (root / "dirlink").symlink_to(root / "sub")
+    (root / "chain").symlink_to("dirlink/f.txt")  # relative, through another link
+    (root / "loop").symlink_to("loop")
+    (root / "out").symlink_to(root.parent)
+    (root / "broken").symlink_to(root / "nowhere")
+    policy = PathPolicy(root, follow_symlinks=True)
+    expected = Path(os.path.realpath(root / url_path))
+    assert resolve_path(policy, url_path) == expected
+
+
+def test_filesystem_root_as_root() -> None:
+    assert resolve_path(PathPolicy(Path("/")), "") == Path("/")
+    assert resolve_path(PathPolicy(Path("/")), "no-such-dir/x") == Path("/no-such-dir/x")
