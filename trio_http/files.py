@@ -32,7 +32,7 @@ from .conditional import Precondition, evaluate_preconditions, if_range_allows_p
 from .errors import HTTPError
 from .httpdate import format_http_date
 from .listing import Entry, render_html, render_json
-from .paths import PathPolicy, resolve_path
+from .paths import PathPolicy, resolve_path, resolve_path_text
 from .ranges import RangeNotSatisfiable, make_boundary, multipart_byteranges, parse_range
 from .request import Request
 from .response import BaseResponse, FileResponse, Response
@@ -119,8 +119,9 @@ class FileServer:
 
     async def get(self, request: Request) -> BaseResponse:
         url_path = request.path_params["path"]
-        path = resolve_path(self.policy, url_path)
-        if path.name.startswith(TEMP_PREFIX):
+        path = resolve_path_text(self.policy, url_path)
+        name = os.path.basename(path)
+        if name.startswith(TEMP_PREFIX):
             raise HTTPError(404, "no such file")  # an upload in progress, even with hidden on
         try:
             # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, on the event loop.
@@ -139,15 +140,16 @@ class FileServer:
             elif url_path.endswith("/"):
                 raise HTTPError(404, "no such directory")
             else:
-                file = os.fdopen(fd, "rb")
+                # Unbuffered: the body is sent with sendfile or pread, never through a buffer.
+                file = os.fdopen(fd, "rb", buffering=0)
         except BaseException:
             os.close(fd)
             raise
         if file is None:
             os.close(fd)
-            return await self._directory(request, path, url_path)
+            return await self._directory(request, Path(path), url_path)
         try:
-            return self._file_response(request, file, st, path.name)
+            return self._file_response(request, file, st, name)
         except BaseException:
             file.close()
             raise

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .errors import HTTPError
 
-__all__ = ["PathPolicy", "resolve_path"]
+__all__ = ["PathPolicy", "resolve_path", "resolve_path_text"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,15 @@ class PathPolicy:
 
 
 def resolve_path(policy: PathPolicy, url_path: str) -> Path:
+    """:func:`resolve_path_text` as a :class:`~pathlib.Path`."""
+    return Path(resolve_path_text(policy, url_path))
+
+
+def resolve_path_text(policy: PathPolicy, url_path: str) -> str:
     """The real path that *url_path* (percent-decoded, relative to the root) names.
+
+    A ``str`` rather than a ``Path`` because the hot path (serving a file) only hands it to
+    ``os.open``, and building a ``Path`` costs more than the walk below the root.
 
     A trailing ``/`` is allowed (a directory URL); the empty string is the root itself.
     Raises ``HTTPError(400)`` for a malformed path, ``HTTPError(403)`` for a hidden name or one
@@ -63,7 +71,7 @@ def resolve_path(policy: PathPolicy, url_path: str) -> Path:
     if not followed_link:
         # No symlink on the way and no "." or ".." segments: inside the root by construction,
         # and every name was checked for a leading dot above.
-        return Path(real)
+        return real
     root = policy.root
     resolved = Path(real)
     inside = resolved == root or root in resolved.parents
@@ -76,7 +84,7 @@ def resolve_path(policy: PathPolicy, url_path: str) -> Path:
         and any(part.startswith(".") for part in resolved.relative_to(root).parts)
     ):
         raise HTTPError(403, "hidden files are not served")
-    return resolved
+    return real
 
 
 def _real_path_below(root: str, segments: list[str]) -> tuple[str, bool]:
