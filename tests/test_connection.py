@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import gzip
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -172,6 +173,24 @@ async def test_keep_alive_serves_several_requests(run: Run) -> None:
     _, body = await reader.response()
     assert body == b"two"
     assert not done.is_set()
+
+
+async def test_an_idle_connection_keeps_nothing_of_its_last_request(run: Run) -> None:
+    """Idle keep-alive connections are held by the thousand: the last request's h11 event
+    (head, headers) must not stay reachable from the waiting connection."""
+    client, _ = await run()
+    reader = Reader(client)
+    await client.send_all(GET % b"/echo/retained-marker")
+    _, body = await reader.response()
+    assert body == b"retained-marker"
+    await trio.testing.wait_all_tasks_blocked()  # the connection now waits for the next one
+    gc.collect()
+    left = [
+        obj
+        for obj in gc.get_objects()
+        if isinstance(obj, h11.Request) and obj.target == b"/echo/retained-marker"
+    ]
+    assert left == []
 
 
 async def test_pipelined_requests_are_answered_in_order(run: Run) -> None:

@@ -15,6 +15,7 @@ client that stopped reading.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -91,6 +92,25 @@ _date_cache = _DateCache()
 _response_heads = ResponseHeadCache()
 
 
+@functools.lru_cache(maxsize=16)
+def _fixed_fields(
+    server_header: str | None, keep_alive_timeout: float | None
+) -> tuple[tuple[tuple[bytes, bytes], ...], tuple[bytes, bytes] | None]:
+    """The fields every response carries, and the Keep-Alive field, encoded once per server.
+
+    Shared by all connections of a server, not built per connection (memory per idle
+    connection).  Keep-Alive takes whole seconds: rounded down (the client closes a little
+    early, which is safe), and left out below one second rather than advertise "timeout=0".
+    """
+    constant = ((b"server", server_header.encode("latin-1")),) if server_header else ()
+    keep_alive = (
+        None
+        if keep_alive_timeout is None or keep_alive_timeout < 1
+        else (b"keep-alive", b"timeout=%d" % int(keep_alive_timeout))
+    )
+    return constant, keep_alive
+
+
 class HTTPConnection:
     """Serve HTTP/1.1 requests from *stream* with *handler* until either side closes.
 
@@ -144,16 +164,8 @@ class HTTPConnection:
         # _send; None for TLS and in-memory streams, which always go through trio.
         self._fd = stream.socket.fileno() if type(stream) is trio.SocketStream else None
         self._waited = False
-        # Header fields that are the same on every response, encoded once.
-        self._constant_fields: list[tuple[bytes, bytes]] = []
-        if config.server_header:
-            self._constant_fields.append((b"server", config.server_header.encode("latin-1")))
-        # Keep-Alive takes whole seconds; round down (the client closes a little early, which
-        # is safe) and leave it out below one second rather than advertise "timeout=0".
-        self._keep_alive_field = (
-            None
-            if config.keep_alive_timeout is None or config.keep_alive_timeout < 1
-            else (b"keep-alive", b"timeout=%d" % int(config.keep_alive_timeout))
+        self._constant_fields, self._keep_alive_field = _fixed_fields(
+            config.server_header, config.keep_alive_timeout
         )
         self._waiting_for: Waiting = "nothing"
         self._requests_served = 0
@@ -167,13 +179,64 @@ class HTTPConnection:
     # ---------------------------------------------------------------- lifecycle
 
     async def run(self) -> None:
-        """Serve requests until the connection closes; always closes the stream."""
+        """Serve requests until the connection closes; always closes the stream.
+
+        The keep-alive loop is written out here, and an idle connection waits for its next
+        request right in it rather than a few calls down: every coroutine suspended under an
+        idle connection is a frame of about 300 bytes, held for as long as it idles, and a
+        server holds thousands of idle connections (docs/performance.md, idle-conns).
+        """
         if self._registry is not None:
             self._registry.connections.add(self)
+        conn = self._conn
+        config = self._config
         graceful = False
         try:
             with self._timeout_scope:
-                graceful = await self._serve_requests()
+                while True:
+                    self._waited = False
+                    buffered, closed = conn.trailing_data
+                    if not buffered and not closed:
+                        # Idle.  (Checked before asking h11, whose answer would be NEED_DATA
+                        # after a full parsing attempt.)
+                        if self._close_after_response or (
+                            self._registry is not None and self._registry.draining
+                        ):
+                            break
+                        timeout = (
+                            config.keep_alive_timeout
+                            if self._requests_served
+                            else config.header_timeout
+                        )
+                        if self._fd is not None:
+                            # Wait before reading: between requests the next one has almost
+                            # never arrived yet (counted under wrk: a read tried first failed
+                            # once per request).
+                            self._begin_wait("idle", timeout)
+                            try:
+                                await trio.lowlevel.wait_readable(self._fd)
+                            except (trio.ClosedResourceError, OSError) as exc:
+                                raise ClientDisconnected(str(exc)) from exc
+                            self._end_wait()
+                        await self._receive("idle", timeout, HEAD_RECEIVE_SIZE)
+                    event = await self._next_request_event()
+                    if event is None:
+                        break
+                    if not self._waited:
+                        # The request was already buffered (pipelining, or a fast client):
+                        # with the fast paths nothing has yielded to other tasks, so do it
+                        # here, once a request.
+                        await trio.lowlevel.checkpoint()
+                    if isinstance(event, HTTPError):
+                        await self._send_error(event, time.perf_counter())
+                        break
+                    await self._serve(event)
+                    # Not kept alive by this frame while the connection idles (~400 bytes).
+                    event = None
+                    if conn.our_state is h11.MUST_CLOSE or not await self._finish_request_body():
+                        break
+                    conn.start_next_cycle()
+                graceful = True  # left the loop by a break, not by a fired deadline
             if self._timeout_scope.cancelled_caught:
                 graceful = await self._on_timeout()
         except ClientDisconnected:
@@ -189,24 +252,18 @@ class HTTPConnection:
         if self._waiting_for == "idle":
             self._timeout_scope.cancel()
 
-    async def _serve_requests(self) -> bool:
-        """The keep-alive loop.  Returns whether the close may be graceful."""
-        while True:
-            self._waited = False
-            event = await self._next_request_event()
-            if event is None:
-                return True
-            if not self._waited:
-                # The request was already buffered (pipelining, or a fast client): with the
-                # fast paths nothing has yielded to other tasks, so do it here, once a request.
-                await trio.lowlevel.checkpoint()
-            if isinstance(event, HTTPError):
-                await self._send_error(event, time.perf_counter())
-                return True
-            await self._serve(event)
-            if self._conn.our_state is h11.MUST_CLOSE or not await self._finish_request_body():
-                return True
-            self._conn.start_next_cycle()
+    def _begin_wait(self, waiting_for: Waiting, timeout: float | None) -> None:
+        """Before blocking: note what for (see _on_timeout) and arm the deadline."""
+        self._waited = True
+        self._waiting_for = waiting_for
+        if timeout is not None:
+            self._timeout_scope.deadline = trio.current_time() + timeout
+
+    def _end_wait(self) -> None:
+        """After blocking.  Never in a ``finally``: a fired deadline leaves the state as it was
+        for :meth:`_on_timeout`."""
+        self._timeout_scope.deadline = math.inf
+        self._waiting_for = "nothing"
 
     async def _on_timeout(self) -> bool:
         """Answer a fired timeout; returns whether the close may be graceful."""
@@ -249,35 +306,23 @@ class HTTPConnection:
         if fd is None:
             await self._receive_from_stream(waiting_for, timeout, size)
             return
-        # Plain TCP: read the socket directly.  Mid-request (the rest of a head, a body) the
-        # bytes are usually there already, so try the read first: no trip through the
-        # scheduler, no deadline change.  Between requests they almost never are (counted
-        # under wrk: one failing read per request), so wait first.  Waiting is one epoll
-        # registration, not trio's receive_some, which would try a recv first as well.  Both
-        # measured in docs/performance.md.
-        deadline = math.inf if timeout is None else trio.current_time() + timeout
-        wait_first = waiting_for == "idle"
+        # Plain TCP: read the socket directly.  Bytes already waiting cost no trip through the
+        # scheduler and no deadline change; waiting is one epoll registration, not trio's
+        # receive_some, which would try a recv first as well (docs/performance.md).
         while True:
-            if not wait_first:
-                try:
-                    data = os.read(fd, size)
-                    break
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    raise ClientDisconnected(str(exc)) from exc
-            wait_first = False
-            self._waited = True
-            self._waiting_for = waiting_for
-            self._timeout_scope.deadline = deadline
+            try:
+                data = os.read(fd, size)
+                break
+            except BlockingIOError:
+                pass
+            except OSError as exc:
+                raise ClientDisconnected(str(exc)) from exc
+            self._begin_wait(waiting_for, timeout)
             try:
                 await trio.lowlevel.wait_readable(fd)
             except (trio.ClosedResourceError, OSError) as exc:
                 raise ClientDisconnected(str(exc)) from exc
-            # Not in a finally: when the deadline fires, _on_timeout needs _waiting_for as it
-            # was.
-            self._timeout_scope.deadline = math.inf
-            self._waiting_for = "nothing"
+            self._end_wait()
         self._eof = not data
         self._conn.receive_data(data)
 
@@ -285,44 +330,25 @@ class HTTPConnection:
         self, waiting_for: Waiting, timeout: float | None, size: int
     ) -> None:
         """:meth:`_receive` for streams without a socket to read directly (TLS, memory)."""
-        self._waited = True
-        self._waiting_for = waiting_for
-        if timeout is not None:
-            self._timeout_scope.deadline = trio.current_time() + timeout
+        self._begin_wait(waiting_for, timeout)
         try:
             received = await self._stream.receive_some(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientDisconnected(str(exc)) from exc
-        # Not in a finally: when the deadline fires, _on_timeout needs _waiting_for as it was.
-        self._timeout_scope.deadline = math.inf
-        self._waiting_for = "nothing"
+        self._end_wait()
         self._eof = not received
         self._conn.receive_data(received)  # type: ignore[arg-type]  # bytearray is fine
 
     async def _next_request_event(self) -> h11.Request | HTTPError | None:
-        """Wait for the next request head.
+        """Read the rest of a request head whose first bytes have arrived.
 
-        Returns ``None`` when the client closed (or went idle past the keep-alive timeout, or
-        the server is draining) between requests, and an :class:`HTTPError` for a request we
-        must refuse before it reaches a handler.
+        Returns ``None`` when the client closed between requests, and an :class:`HTTPError`
+        for a request we must refuse before it reaches a handler.
         """
         config = self._config
         conn = self._conn
         head_deadline: float | None = None
         while True:
-            buffered, closed = conn.trailing_data
-            if not buffered and not closed:
-                # Nothing of the next request yet: an idle connection.  (Checked before asking
-                # h11, whose answer would be NEED_DATA after a full parsing attempt.)
-                if self._close_after_response or (
-                    self._registry is not None and self._registry.draining
-                ):
-                    return None
-                timeout = (
-                    config.keep_alive_timeout if self._requests_served else config.header_timeout
-                )
-                await self._receive("idle", timeout, HEAD_RECEIVE_SIZE)
-                continue
             try:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
@@ -676,25 +702,19 @@ class HTTPConnection:
             if sent == len(data):
                 return
             data = memoryview(data)[sent:]
-        self._waiting_for = "write"
-        if self._config.write_timeout is not None:
-            self._timeout_scope.deadline = trio.current_time() + self._config.write_timeout
+        self._begin_wait("write", self._config.write_timeout)
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientDisconnected(str(exc)) from exc
-        # Not in a finally: when the deadline fires, _on_timeout needs _waiting_for as it was.
-        self._timeout_scope.deadline = math.inf
-        self._waiting_for = "nothing"
+        self._end_wait()
 
     async def _sendfile(
         self, sender: SocketSender, file: BinaryIO, offset: int, length: int
     ) -> None:
         """Send part of *file* with ``sendfile``; ``write_timeout`` bounds each stall."""
-        self._waiting_for = "write"
         timeout = self._config.write_timeout
-        if timeout is not None:
-            self._timeout_scope.deadline = trio.current_time() + timeout
+        self._begin_wait("write", timeout)
         try:
             async for _ in sender.sendfile(file, offset, length):
                 # Progress was made: the client is reading, so restart the write timeout.
@@ -702,9 +722,7 @@ class HTTPConnection:
                     self._timeout_scope.deadline = trio.current_time() + timeout
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientDisconnected(str(exc)) from exc
-        # Not in a finally: when the deadline fires, _on_timeout needs _waiting_for as it was.
-        self._timeout_scope.deadline = math.inf
-        self._waiting_for = "nothing"
+        self._end_wait()
 
     def _peer(self) -> str:
         return f"{self._client[0]}:{self._client[1]}" if self._client else "client"

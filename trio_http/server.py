@@ -14,6 +14,7 @@ import logging
 import math
 import socket
 import ssl
+import sys
 from collections.abc import Coroutine, Generator, Sequence
 from contextlib import AsyncExitStack
 from functools import partial
@@ -51,8 +52,18 @@ def _client_address(stream: trio.abc.Stream) -> Address | None:
     except OSError:
         return None
     if isinstance(peer, tuple):
-        return str(peer[0]), int(peer[1])
+        # Interned: thousands of connections from a few hosts share one string each.
+        return sys.intern(str(peer[0])), int(peer[1])
     return None
+
+
+async def _refuse_overloaded(stream: trio.abc.Stream) -> None:
+    """Answer ``503`` without reading the request; ``serve_listeners`` closes the stream."""
+    with (
+        trio.move_on_after(1),
+        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError),
+    ):
+        await stream.send_all(_OVERLOADED)
 
 
 class Server:
@@ -122,15 +133,16 @@ class Server:
             self._handle, listeners, handler_nursery=connections, task_status=task_status
         )
 
-    async def _handle(self, stream: trio.abc.Stream) -> None:
+    def _handle(self, stream: trio.abc.Stream) -> Coroutine[Any, Any, None]:
+        """The connection's task: ``HTTPConnection.run``, or a ``503`` when over the limit.
+
+        A plain function returning the coroutine (``serve_listeners`` awaits what it returns):
+        an ``async def`` here would stay suspended under every connection for its whole life,
+        one more frame of memory per idle connection.
+        """
         limit = self.config.limit_concurrency
         if limit is not None and len(self.registry.connections) >= limit:
-            with (
-                trio.move_on_after(1),
-                contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError),
-            ):
-                await stream.send_all(_OVERLOADED)
-            return
+            return _refuse_overloaded(stream)
         connection = HTTPConnection(
             stream,
             self.handler,
@@ -139,7 +151,7 @@ class Server:
             registry=self.registry,
             access_logger=self._access_logger,
         )
-        await connection.run()
+        return connection.run()
 
     def shutdown(self) -> None:
         """Stop accepting, close idle connections, give the rest ``graceful_timeout``."""
