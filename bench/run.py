@@ -45,6 +45,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 HOST = "127.0.0.1"
 SERVER_CPU = 0
 CLIENT_CPU = 1
+ALL_CPUS = frozenset(os.sched_getaffinity(0))  # before main() pins the runner to CLIENT_CPU
 KEEP_ALIVE_S = 300  # generous keep-alive timeout for every server, so idle connections survive
 INSTALL_HINT = "apt-get update && apt-get install -y wrk nginx curl"
 REQUIREMENTS_HINT = "pip install -r bench/requirements.txt"
@@ -92,6 +93,7 @@ MBPS = Metric("mbps", "MB/s", True)
 PEAK_RSS = Metric("peak_rss_mib", "peak RSS MiB", False)
 RSS_GROWTH = Metric("rss_growth_mib", "RSS growth MiB", False)
 KIB_PER_CONN = Metric("kib_per_conn", "KiB/idle conn", False)
+REQS_PER_CPU = Metric("rps_per_cpu_s", "req per server CPU-s", True)
 HELD_LATENCY = Metric("latency_ms", "ms/request with idle conns held", False)
 
 
@@ -200,13 +202,27 @@ def pinned(cpu: int, cmd: list[str], cfg: Config) -> list[str]:
     return ["taskset", "-c", str(cpu), *cmd] if cfg.pin else cmd
 
 
-def start_server(spec: ServerSpec, cfg: Config, tmp: Path, running: list[Server]) -> Server:
+def unpinned(cmd: list[str], cfg: Config) -> list[str]:
+    """*cmd* free to run on every CPU (the runner itself is pinned, and children inherit it)."""
+    every = ",".join(str(cpu) for cpu in sorted(ALL_CPUS))
+    return ["taskset", "-c", every, *cmd] if cfg.pin else cmd
+
+
+def start_server(
+    spec: ServerSpec,
+    cfg: Config,
+    tmp: Path,
+    running: list[Server],
+    extra_args: tuple[str, ...] = (),
+    pin: bool = True,
+) -> Server:
     port = free_port()
     log = tmp / f"{spec.name}-{port}.log"
     env = {**os.environ, "BENCH_DATA_DIR": str(cfg.files_dir), "PYTHONPATH": str(BENCH_DIR)}
+    command = [*spec.command(cfg, port, tmp), *extra_args]
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            pinned(SERVER_CPU, spec.command(cfg, port, tmp), cfg),
+            pinned(SERVER_CPU, command, cfg) if pin else unpinned(command, cfg),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             cwd=BENCH_DIR, env=env, start_new_session=True,  # own process group = its PID
         )  # fmt: skip
@@ -270,6 +286,36 @@ def status_kib(pid: int, key: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def process_tree(root: int) -> list[int]:
+    """*root* and all its descendants (workers run in sessions of their own, so a process
+    group would miss them)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def cpu_seconds(server: Server) -> float:
+    """User + system CPU time so far of the server's whole process tree."""
+    ticks = 0
+    for pid in process_tree(server.proc.pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(server: Server) -> int:
@@ -349,14 +395,18 @@ def parse_wrk(output: str) -> Runs:
 
 
 def run_wrk(
-    cfg: Config, url: str, connections: int, duration: int, headers: tuple[str, ...]
+    cfg: Config,
+    url: str,
+    connections: int,
+    duration: int,
+    headers: tuple[str, ...],
+    pin: bool = True,
 ) -> Runs:
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
     for header in headers:
         cmd += ["-H", header]
-    out = subprocess.run(
-        pinned(CLIENT_CPU, [*cmd, url], cfg), capture_output=True, text=True, check=True
-    )
+    cmd = pinned(CLIENT_CPU, [*cmd, url], cfg) if pin else unpinned([*cmd, url], cfg)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return parse_wrk(out.stdout)
 
 
@@ -440,6 +490,9 @@ class Scenario:
     static: bool = False  # nginx takes part
     fresh_server_per_run: bool = False  # restart the servers for every run (memory scenarios)
     tools: tuple[str, ...] = ("wrk",)
+    trio_http_only: bool = False  # no peers (the workers scenarios)
+    server_args: tuple[str, ...] = ()  # appended to the server's command line
+    pin_server: bool = True  # False: the server may use every CPU
 
 
 _WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "elit", "sed", "do", "tempor", "magna")
@@ -494,6 +547,35 @@ def wrk_scenario(
             run_wrk(cfg, server.url + path, conns(cfg), cfg.warmup, headers)
 
     return Scenario(name, description, (REQS,), measure, check, warmup, static)
+
+
+def workers_scenario(count: int) -> Scenario:
+    """``GET /`` on trio-http with ``--workers count``: requests per second and per CPU-second
+    of the server's processes (supervisor and workers).  Nothing is pinned: server and wrk
+    share every CPU, as they would in production."""
+
+    def measure(cfg: Config, server: Server, run: int) -> Runs:
+        before = cpu_seconds(server)
+        values = run_wrk(cfg, server.url + "/", cfg.connections, cfg.duration, (), pin=False)
+        used = cpu_seconds(server) - before
+        values["rps_per_cpu_s"] = values["rps"] * cfg.duration / used if used else 0.0
+        return values
+
+    def warmup(cfg: Config, server: Server) -> None:
+        if cfg.warmup:
+            run_wrk(cfg, server.url + "/", cfg.connections, cfg.warmup, (), pin=False)
+
+    return Scenario(
+        f"workers-{count}",
+        f"GET / with --workers {count}; server and wrk not pinned",
+        (REQS, REQS_PER_CPU),
+        measure,
+        check_response("/", body=b""),
+        warmup,
+        trio_http_only=True,
+        server_args=("--workers", str(count)),
+        pin_server=False,
+    )
 
 
 def measure_download(cfg: Config, server: Server, run: int) -> Runs:
@@ -612,6 +694,8 @@ SCENARIOS = {
             fresh_server_per_run=True,
             tools=("curl",),
         ),
+        workers_scenario(1),
+        workers_scenario(2),
         Scenario(
             "idle-conns",
             "hold N idle keep-alive connections: RSS per connection, latency of a new request",
@@ -699,7 +783,9 @@ def run_scenario(
                     if sc.fresh_server_per_run and spec.name in servers:
                         stop_server(servers.pop(spec.name), running)
                     if spec.name not in servers:
-                        server = servers[spec.name] = start_server(spec, cfg, tmp, running)
+                        server = servers[spec.name] = start_server(
+                            spec, cfg, tmp, running, sc.server_args, sc.pin_server
+                        )
                         if run == 0 and (error := sc.check(server)):
                             fail(spec, error)
                             continue
@@ -879,7 +965,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="trio-http-bench-") as tmp:
         try:
             for sc in scenarios:
-                applicable = [s for s in specs if sc.static or not s.static_only]
+                applicable = [
+                    s
+                    for s in specs
+                    if (sc.static or not s.static_only)
+                    and (not sc.trio_http_only or s.name == TRIO_HTTP)
+                ]
                 load1 = os.getloadavg()[0]
                 print(f"## {sc.name}: {sc.description} (load {load1:.2f})", flush=True)
                 run_scenario(sc, applicable, cfg, Path(tmp), running, results)
