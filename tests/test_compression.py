@@ -87,6 +87,14 @@ async def test_large_body_is_compressed_in_a_thread_with_same_result() -> None:
             Response(TEXT, headers={"cache-control": "no-transform"}, content_type="text/plain"),
             False,
         ),
+        (
+            Response(
+                TEXT,
+                headers=[("cache-control", "max-age=60"), ("cache-control", "No-Transform")],
+                content_type="text/plain",
+            ),
+            False,
+        ),
     ],
 )
 def test_eligibility(response: Response, eligible: bool) -> None:
@@ -104,6 +112,13 @@ async def test_not_accepted_still_gets_vary_and_keeps_body() -> None:
     assert result is response
     assert response.headers["vary"] == "Cookie, Accept-Encoding"
     assert "content-encoding" not in response.headers
+
+
+async def test_vary_is_added_once() -> None:
+    response = Response(TEXT, content_type="text/plain")
+    await negotiate_and_encode(response, "identity", POLICY)
+    await negotiate_and_encode(response, "identity", POLICY)
+    assert response.headers.get_list("vary") == ["Accept-Encoding"]
 
 
 async def test_ineligible_response_is_untouched() -> None:

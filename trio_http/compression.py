@@ -129,14 +129,18 @@ class CompressionPolicy:
             length = response.content_length
             if length is not None and length < self.min_size:
                 return False
-        headers = response.headers
-        if "content-encoding" in headers or "content-range" in headers:
-            return False
-        if "no-transform" in (headers.get("cache-control") or "").lower():
-            return False
+        # One pass over the fields rather than a lookup per name (this runs for every response).
+        content_type = ""
+        for name, value in response.headers.raw:
+            if name == b"content-encoding" or name == b"content-range":
+                return False
+            if name == b"cache-control" and b"no-transform" in value.lower():
+                return False
+            if name == b"content-type" and not content_type:
+                content_type = value.decode("latin-1")
         if response.compress:
             return True
-        content_type = (headers.get("content-type") or "").partition(";")[0].strip().lower()
+        content_type = content_type.partition(";")[0].strip().lower()
         return content_type.startswith(_COMPRESSIBLE_PREFIXES) or (
             content_type in _COMPRESSIBLE_TYPES or content_type.endswith(("+json", "+xml"))
         )
@@ -182,6 +186,10 @@ def _encode_all(encoder: Callable[[int], Compressor], level: int, data: bytes) -
 
 
 def _add_vary(response: BaseResponse) -> None:
+    raw = response.headers.raw
+    if all(name != b"vary" for name, _ in raw):
+        raw.append((b"vary", b"Accept-Encoding"))  # the usual case, without parsing
+        return
     vary = response.headers.get_comma_list("vary")
     if "*" not in vary and not any(v.lower() == "accept-encoding" for v in vary):
         response.headers.set("vary", ", ".join([*vary, "Accept-Encoding"]))

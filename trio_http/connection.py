@@ -565,9 +565,11 @@ class HTTPConnection:
         headers = response.headers
         raw = headers.raw
         config = self._config
-        if any(name == b"content-length" for name, _ in raw):
-            headers.remove("content-length")  # ours to set, from the body itself
-            raw = headers.raw
+        for name, _ in raw:
+            if name == b"content-length":
+                headers.remove("content-length")  # ours to set, from the body itself
+                raw = headers.raw
+                break
         length = response.content_length
         if length is not None and response.status not in _NO_LENGTH_STATUSES:
             raw.append((b"content-length", b"%d" % length))

@@ -44,12 +44,21 @@ class BaseResponse:
     __slots__ = ("compress", "headers", "status")
 
     def __init__(
-        self, status: int, headers: HeaderInput | Headers | None, compress: bool | None
+        self,
+        status: int,
+        headers: HeaderInput | Headers | None,
+        compress: bool | None,
+        content_type: str | None = None,
     ) -> None:
         if not 200 <= status <= 999:
             raise ValueError(f"a final response needs a status from 200 to 999, not {status}")
         self.status = status
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        if content_type is not None:
+            if headers is None:  # fresh and empty: nothing to replace
+                self.headers.raw.append((b"content-type", content_type.encode("latin-1")))
+            else:
+                self.headers.set("content-type", content_type)
         #: ``True``: compress whenever the client accepts a coding; ``False``: never;
         #: ``None``: the server's policy decides from the content type and size.
         self.compress = compress
@@ -83,10 +92,8 @@ class Response(BaseResponse):
         content_type: str | None = None,
         compress: bool | None = None,
     ) -> None:
-        super().__init__(status, headers, compress)
+        super().__init__(status, headers, compress, content_type)
         self.body = body.encode("utf-8") if isinstance(body, str) else body
-        if content_type is not None:
-            self.headers.set("content-type", content_type)
 
     @property
     def content_length(self) -> int:
@@ -118,11 +125,9 @@ class StreamingResponse(BaseResponse):
         content_length: int | None = None,
         compress: bool | None = None,
     ) -> None:
-        super().__init__(status, headers, compress)
+        super().__init__(status, headers, compress, content_type)
         self._content = content
         self._content_length = content_length
-        if content_type is not None:
-            self.headers.set("content-type", content_type)
 
     @property
     def content_length(self) -> int | None:
@@ -165,7 +170,7 @@ class FileResponse(BaseResponse):
         content_type: str | None = None,
         compress: bool | None = None,
     ) -> None:
-        super().__init__(status, headers, compress)
+        super().__init__(status, headers, compress, content_type)
         self.file = file
         if parts is None:
             parts = [(0, os.fstat(file.fileno()).st_size)]
@@ -173,8 +178,6 @@ class FileResponse(BaseResponse):
         self._content_length = sum(
             len(part) if isinstance(part, bytes) else part[1] for part in parts
         )
-        if content_type is not None:
-            self.headers.set("content-type", content_type)
 
     @property
     def content_length(self) -> int:
