@@ -666,3 +666,30 @@ async def test_connection_close_token_parsing(run: Run, connection: str, closes:
     head, _ = await Reader(client).response()
     assert (header(head, "connection") == "close") is closes
     assert (header(head, "keep-alive") is None) is closes
+
+
+async def test_request_arriving_as_the_idle_wait_is_cancelled_is_not_half_served(
+    run: Run,
+) -> None:
+    """trio wakes a task for I/O before it delivers a cancellation made in the same tick: a
+    request that lands just as a drain closes an idle connection must not reach a handler
+    that the pending cancellation would then abort mid-way."""
+    called = False
+
+    async def handler(request: Request) -> Response:
+        nonlocal called
+        called = True
+        await trio.lowlevel.checkpoint()
+        return Response("served")
+
+    app = App()
+    app.add_route("/", handler, ["GET"])
+    registry = ConnectionRegistry()
+    client, done = await run(registry=registry, app=app)
+    await trio.testing.wait_all_tasks_blocked()  # idle: waiting for the first request
+    await client.send_all(GET % b"/")  # wakes the connection's task...
+    registry.drain()  # ...and, before it runs, the drain cancels its idle wait
+    assert await read_all(client) == b""  # closed without an answer, like any idle close
+    with trio.fail_after(5):
+        await done.wait()
+    assert not called

@@ -312,3 +312,35 @@ async def test_upload_cut_by_shutdown_leaves_nothing(
     assert (tmp_path / "keep.bin").read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.bin"]
     await stream.aclose()
+
+
+async def test_close_after_response_lingers_when_client_bytes_are_unread(
+    nursery: trio.Nursery,
+) -> None:
+    """A client that asked to close but sent more (an HTTP/1.0 client's stray CRLF after its
+    body, say) must still get its whole response: closing on unread bytes would reset the
+    connection and can destroy what was sent (RFC 9112 §9.6)."""
+    extra_sent = trio.Event()
+    body = b"x" * 200_000  # still in flight when the server closes
+
+    async def slow(request: Request) -> Response:
+        await extra_sent.wait()  # the extra bytes now sit unread in the server's socket
+        return Response(body)
+
+    app = App()
+    app.add_route("/slow", slow, ["GET"])
+    (_, port), *_ = await nursery.start(serve, app, "127.0.0.1", 0)
+    with trio.fail_after(10):
+        sock = trio.socket.socket()
+        await sock.connect(("127.0.0.1", port))
+        await sock.send(b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        await trio.testing.wait_all_tasks_blocked()  # the request is read, the handler waits
+        await sock.send(b"\r\n\r\n")
+        extra_sent.set()
+        received = bytearray()
+        while chunk := await sock.recv(65536):  # raises ConnectionResetError on a reset
+            received += chunk
+        sock.close()
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert received.endswith(body)
+    nursery.cancel_scope.cancel()

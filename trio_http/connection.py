@@ -15,13 +15,15 @@ client that stopped reading.
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import math
 import os
 import re
+import sys
 import time
-from typing import BinaryIO, Literal, cast
+from typing import BinaryIO, Final, Literal, cast
 
 import h11
 import trio
@@ -37,6 +39,14 @@ from .request import Request
 from .response import BaseResponse, FileResponse, Response, error_response, reason_phrase
 from .routing import Handler
 from .sendfile import SocketSender
+
+try:
+    import fcntl
+    import termios
+
+    _FIONREAD: int | None = termios.FIONREAD
+except ImportError:  # pragma: no cover - not on Linux or macOS
+    _FIONREAD = None
 
 __all__ = ["ConnectionRegistry", "HTTPConnection"]
 
@@ -54,6 +64,15 @@ SMALL_FILE_SIZE = 16 * 1024
 _NO_LENGTH_STATUSES = frozenset({204, 304})
 
 Waiting = Literal["idle", "head", "body", "write", "nothing"]
+
+
+class _Incomplete(enum.Enum):
+    """h11 needs more bytes before it has a request head (its ``NEED_DATA``, typed)."""
+
+    HEAD = "incomplete"
+
+
+INCOMPLETE: Final = _Incomplete.HEAD
 
 
 class ConnectionRegistry:
@@ -195,10 +214,11 @@ class HTTPConnection:
             with self._timeout_scope:
                 while True:
                     self._waited = False
-                    buffered, closed = conn.trailing_data
-                    if not buffered and not closed:
-                        # Idle.  (Checked before asking h11, whose answer would be NEED_DATA
-                        # after a full parsing attempt.)
+                    event = self._next_event()
+                    if event is INCOMPLETE and not conn.trailing_data[0]:
+                        # Idle: nothing of the next request yet.  (trailing_data copies h11's
+                        # buffer, so it is only asked once h11 has found no whole request in
+                        # it: a pipelined burst must not be copied once per request.)
                         if self._close_after_response or (
                             self._registry is not None and self._registry.draining
                         ):
@@ -217,9 +237,12 @@ class HTTPConnection:
                                 await trio.lowlevel.wait_readable(self._fd)
                             except (trio.ClosedResourceError, OSError) as exc:
                                 raise ClientDisconnected(str(exc)) from exc
+                            await self._deliver_late_cancel()
                             self._end_wait()
                         await self._receive("idle", timeout, HEAD_RECEIVE_SIZE)
-                    event = await self._next_request_event()
+                        event = self._next_event()
+                    if event is INCOMPLETE:
+                        event = await self._rest_of_head()
                     if event is None:
                         break
                     if not self._waited:
@@ -265,11 +288,34 @@ class HTTPConnection:
         self._timeout_scope.deadline = math.inf
         self._waiting_for = "nothing"
 
+    async def _deliver_late_cancel(self) -> None:
+        """Raise ``Cancelled`` now if the timeout scope was cancelled while the wait ended.
+
+        trio wakes a task for I/O before it expires deadlines, so a wait can return normally
+        in the same tick in which its deadline passed (or a drain cancelled it); the
+        cancellation would then hit the next checkpoint, in a handler, as a mysterious
+        abort.  Raised here, it is still attributed to the wait (``_waiting_for``).
+        """
+        if self._timeout_scope.cancel_called:
+            await trio.lowlevel.checkpoint()
+
+    def _input_pending(self) -> bool:
+        """Whether bytes from the client are waiting in the socket, unread (plain TCP only)."""
+        if self._fd is None or _FIONREAD is None:
+            return False
+        try:
+            pending = fcntl.ioctl(self._fd, _FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return False
+        return int.from_bytes(pending, sys.byteorder) > 0
+
     async def _on_timeout(self) -> bool:
         """Answer a fired timeout; returns whether the close may be graceful."""
         waiting_for = self._waiting_for
         if waiting_for == "idle":
-            return False  # nothing is in flight: no need to linger
+            # Nothing is in flight, so no need to linger -- unless a request arrived just as
+            # the timeout fired: closing on its unread bytes would send a reset.
+            return self._input_pending()
         if waiting_for in ("head", "body") and self._can_respond():
             what = "request head" if waiting_for == "head" else "request body"
             log.info("%s: timed out waiting for the %s", self._peer(), what)
@@ -288,9 +334,10 @@ class HTTPConnection:
         and discard until the client closes or ``linger_timeout`` passes, then close.
 
         Skipped when the client has said it sends nothing more (``Connection: close`` or
-        HTTP/1.0, RFC 9112 §9.6) and all it sent was read: nothing can be in flight, and the
-        half-close, the wait for its FIN and the extra read would cost a third of a
-        connection-per-request exchange (bench close-per-request).
+        HTTP/1.0, RFC 9112 §9.6) and all it sent was read, by h11 and from the socket
+        (``FIONREAD``): nothing can be in flight, and the half-close, the wait for its FIN and
+        the extra read cost a third of a connection-per-request exchange (bench
+        close-per-request).
         """
         stream = self._stream
         conn = self._conn
@@ -298,6 +345,7 @@ class HTTPConnection:
             self._client_close
             and conn.their_state in (h11.DONE, h11.MUST_CLOSE)
             and not conn.trailing_data[0]
+            and not self._input_pending()  # e.g. an HTTP/1.0 client's stray CRLF after a body
         )
         if (
             graceful
@@ -344,6 +392,7 @@ class HTTPConnection:
                 await trio.lowlevel.wait_readable(fd)
             except (trio.ClosedResourceError, OSError) as exc:
                 raise ClientDisconnected(str(exc)) from exc
+            await self._deliver_late_cancel()
             self._end_wait()
         self._eof = not data
         self._conn.receive_data(data)
@@ -357,35 +406,42 @@ class HTTPConnection:
             received = await self._stream.receive_some(size)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise ClientDisconnected(str(exc)) from exc
+        await self._deliver_late_cancel()
         self._end_wait()
         self._eof = not received
         self._conn.receive_data(received)  # type: ignore[arg-type]  # bytearray is fine
 
-    async def _next_request_event(self) -> h11.Request | HTTPError | None:
-        """Read the rest of a request head whose first bytes have arrived.
+    def _next_event(self) -> h11.Request | HTTPError | _Incomplete | None:
+        """h11's next event at the start of a cycle, with errors mapped.
 
-        Returns ``None`` when the client closed between requests, and an :class:`HTTPError`
-        for a request we must refuse before it reaches a handler.
+        A request head, ``None`` when the client closed, an :class:`HTTPError` for a request
+        to refuse before it reaches a handler, or ``INCOMPLETE`` (h11's ``NEED_DATA``).
         """
-        config = self._config
-        conn = self._conn
-        head_deadline: float | None = None
+        try:
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            log.info("%s: bad request: %s", self._peer(), exc)
+            return HTTPError(exc.error_status_hint, _describe(exc), close=True)
+        if isinstance(event, h11.Request):
+            return event
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        assert event is h11.NEED_DATA, event
+        return INCOMPLETE
+
+    async def _rest_of_head(self) -> h11.Request | HTTPError | None:
+        """Read until a request head whose first bytes have arrived is complete.
+
+        The whole head must arrive within ``header_timeout`` of this call.
+        """
+        timeout = self._config.header_timeout
+        deadline = None if timeout is None else trio.current_time() + timeout
         while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                log.info("%s: bad request: %s", self._peer(), exc)
-                return HTTPError(exc.error_status_hint, _describe(exc), close=True)
-            if isinstance(event, h11.Request):
-                return event
-            if isinstance(event, h11.ConnectionClosed):
-                return None
-            assert event is h11.NEED_DATA, event
-            # Part of a head has arrived: the whole head must follow within header_timeout.
-            if head_deadline is None and config.header_timeout is not None:
-                head_deadline = trio.current_time() + config.header_timeout
-            remaining = None if head_deadline is None else head_deadline - trio.current_time()
+            remaining = None if deadline is None else deadline - trio.current_time()
             await self._receive("head", remaining, HEAD_RECEIVE_SIZE)
+            event = self._next_event()
+            if event is not INCOMPLETE:
+                return event
 
     def _check_request(
         self, event: h11.Request, fields: list[tuple[bytes, bytes]]
