@@ -10,7 +10,9 @@ not inside ``/srv/data``).
 It touches the file system only with ``lstat`` on the components below the root (the root is
 already real) and, once a symlink turns up, ``os.path.realpath``; nothing is opened.  A
 symlink swapped in between this check and the ``open`` that follows could still escape; the
-file server narrows that window by opening the resolved path, not the requested one.
+file server narrows that window by opening the resolved path, not the requested one.  The
+root itself is resolved once, when the server starts: replacing a directory above it by a
+symlink later moves what is served, as it would for any server configured with that path.
 """
 
 from __future__ import annotations
