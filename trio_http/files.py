@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import functools
+import io
 import mimetypes
 import os
 import re
@@ -141,7 +142,7 @@ class FileServer:
                 raise HTTPError(404, "no such directory")
             else:
                 # Unbuffered: the body is sent with sendfile or pread, never through a buffer.
-                file = os.fdopen(fd, "rb", buffering=0)
+                file = io.FileIO(fd, "r")
         except BaseException:
             os.close(fd)
             raise
@@ -175,7 +176,8 @@ class FileServer:
             now=time.time(),
         ):
             # The whole file as fstat saw it (FileResponse would fstat again without parts).
-            return FileResponse(file, headers=headers, parts=[(0, size)], content_type=content_type)
+            headers["content-type"] = content_type
+            return FileResponse(file, headers=headers, parts=[(0, size)])
         try:
             ranges = parse_range(range_header, size, max_ranges=self.max_ranges)
         except RangeNotSatisfiable:
