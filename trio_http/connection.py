@@ -379,6 +379,7 @@ class HTTPConnection:
         # Plain TCP: read the socket directly.  Bytes already waiting cost no trip through the
         # scheduler and no deadline change; waiting is one epoll registration, not trio's
         # receive_some, which would try a recv first as well (docs/performance.md).
+        deadline: float | None = None  # set at the first wait: a spurious wake-up keeps it
         while True:
             try:
                 data = os.read(fd, size)
@@ -387,7 +388,11 @@ class HTTPConnection:
                 pass
             except OSError as exc:
                 raise ClientDisconnected(str(exc)) from exc
-            self._begin_wait(waiting_for, timeout)
+            if timeout is not None and deadline is None:
+                deadline = trio.current_time() + timeout
+            self._begin_wait(
+                waiting_for, None if deadline is None else deadline - trio.current_time()
+            )
             try:
                 await trio.lowlevel.wait_readable(fd)
             except (trio.ClosedResourceError, OSError) as exc:
