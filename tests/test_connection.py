@@ -205,6 +205,22 @@ async def test_pipelined_requests_are_answered_in_order(run: Run) -> None:
     assert bodies == [b"a", b"b", b"c"]
 
 
+async def test_a_large_pipelined_burst_then_a_fresh_request(run: Run) -> None:
+    """Hundreds of requests in one write are answered in order, and the connection then
+    reads the next request from the socket again."""
+    client, _ = await run()
+    count = 600
+    await client.send_all(b"".join(GET % b"/echo/%d" % i for i in range(count)))
+    reader = Reader(client)
+    for i in range(count):
+        _, body = await reader.response()
+        assert body == b"%d" % i
+        reader.next_cycle()
+    await client.send_all(GET % b"/echo/after")
+    _, body = await reader.response()
+    assert body == b"after"
+
+
 async def test_connection_close_gets_close_and_eof(run: Run) -> None:
     client, done = await run()
     await client.send_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
