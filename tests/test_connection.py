@@ -6,6 +6,7 @@ import gc
 import gzip
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import cast
 
 import h11
 import pytest
@@ -205,12 +206,27 @@ async def test_pipelined_requests_are_answered_in_order(run: Run) -> None:
     assert bodies == [b"a", b"b", b"c"]
 
 
-async def test_a_large_pipelined_burst_then_a_fresh_request(run: Run) -> None:
-    """Hundreds of requests in one write are answered in order, and the connection then
-    reads the next request from the socket again."""
+async def test_a_large_pipelined_burst_is_answered_in_order_without_quadratic_copies(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of requests in one write (several 64 KiB reads, heads split across reads) are
+    answered in order, h11's buffer is copied about once per read rather than once per
+    request, and the connection then reads the next request from the socket again."""
+    copied = 0
+    trailing_data = h11.Connection.trailing_data
+
+    def counting(self: h11.Connection) -> tuple[bytes, bool]:
+        nonlocal copied
+        data = trailing_data.fget(self)  # type: ignore[attr-defined]
+        copied += len(data[0])
+        return cast("tuple[bytes, bool]", data)
+
+    monkeypatch.setattr(h11.Connection, "trailing_data", property(counting))
     client, _ = await run()
-    count = 600
-    await client.send_all(b"".join(GET % b"/echo/%d" % i for i in range(count)))
+    count = 4000
+    burst = b"".join(GET % b"/echo/%d" % i for i in range(count))
+    assert len(burst) > 2 * 64 * 1024
+    await client.send_all(burst)
     reader = Reader(client)
     for i in range(count):
         _, body = await reader.response()
@@ -219,6 +235,7 @@ async def test_a_large_pipelined_burst_then_a_fresh_request(run: Run) -> None:
     await client.send_all(GET % b"/echo/after")
     _, body = await reader.response()
     assert body == b"after"
+    assert copied < 3 * len(burst)  # once per request would be about count / 2 times that
 
 
 async def test_connection_close_gets_close_and_eof(run: Run) -> None:
@@ -708,4 +725,49 @@ async def test_request_arriving_as_the_idle_wait_is_cancelled_is_not_half_served
     assert await read_all(client) == b""  # closed without an answer, like any idle close
     with trio.fail_after(5):
         await done.wait()
+    assert not called
+
+
+async def test_late_cancel_on_a_plain_socket_closes_without_serving_or_reset(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race on a real socket (the connection's own wait_readable path): the drain
+    lands as the idle wait ends.  The handler must not run, and the request's unread bytes
+    must not turn the close into a reset."""
+    called = False
+
+    async def handler(request: Request) -> Response:
+        nonlocal called
+        called = True
+        return Response("served")
+
+    app = App()
+    app.add_route("/", handler, ["GET"])
+    client_sock, server_sock = trio.socket.socketpair()
+    registry = ConnectionRegistry()
+    connection = HTTPConnection(
+        trio.SocketStream(server_sock), app, ServerConfig(access_log=False), registry=registry
+    )
+    real_wait_readable = trio.lowlevel.wait_readable
+
+    async def wait_then_drain(fd: int) -> None:
+        await real_wait_readable(fd)
+        registry.drain()  # in the same tick as the wake-up, before the connection reads
+
+    monkeypatch.setattr(trio.lowlevel, "wait_readable", wait_then_drain)
+    done = trio.Event()
+
+    async def serve() -> None:
+        await connection.run()
+        done.set()
+
+    nursery.start_soon(serve)
+    with trio.fail_after(10):
+        await client_sock.send(GET % b"/")
+        received = b""
+        while chunk := await client_sock.recv(4096):  # ConnectionResetError on a reset
+            received += chunk
+        client_sock.close()
+        await done.wait()
+    assert received == b""
     assert not called

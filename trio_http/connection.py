@@ -218,7 +218,8 @@ class HTTPConnection:
                     # empty, and checking that (trailing_data, a copy of the buffer) is
                     # cheaper than a parse attempt (1.8 µs).  After one that was already
                     # buffered, parse first: copying the rest of a pipelined burst once per
-                    # request would be quadratic.  Either way: at most one copy per read.
+                    # request would be quadratic.  Either way each read's bytes are copied
+                    # once, plus at most one partial head.
                     if head_was_read and conn.trailing_data == (b"", False):
                         idle = True
                     else:
@@ -237,6 +238,7 @@ class HTTPConnection:
                             if self._requests_served
                             else config.header_timeout
                         )
+                        idle_since = trio.current_time()
                         if self._fd is not None:
                             # Wait before reading: between requests the next one has almost
                             # never arrived yet (counted under wrk: a read tried first failed
@@ -248,6 +250,9 @@ class HTTPConnection:
                                 raise ClientDisconnected(str(exc)) from exc
                             await self._deliver_late_cancel()
                             self._end_wait()
+                        # What is left of the idle timeout, should the wake-up be spurious.
+                        if timeout is not None:
+                            timeout -= trio.current_time() - idle_since
                         await self._receive("idle", timeout, HEAD_RECEIVE_SIZE)
                         event = self._next_event()
                     if event is INCOMPLETE:
