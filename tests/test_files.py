@@ -222,6 +222,37 @@ async def test_multiple_ranges_are_multipart(client: TestClient) -> None:
     assert parts[-1].startswith(b"--")
 
 
+@pytest.mark.parametrize(
+    "range_headers",
+    [
+        {"range": "bytes=0-4"},
+        {"range": "bytes=0-1,6-7"},
+        {"range": "bytes=100-200"},  # unsatisfiable: still not a 416
+        {"range": "bytes=0-4", "if-range": '"stale"'},
+        {"range": "bytes=0-4", "if-range": "ETAG"},
+    ],
+)
+async def test_head_ignores_range(
+    client: TestClient, root: Path, range_headers: dict[str, str]
+) -> None:
+    # RFC 9110 §14.2: range handling is defined for GET only; a server MUST ignore Range on
+    # any other method. HEAD answers as a HEAD of the whole file does.
+    (root / "big.txt").write_text("lorem ipsum " * 100)  # compressible: gets Vary too
+    for name, size in (("hello.txt", "12"), ("big.txt", "1200")):
+        plain = await client.head(f"/files/{name}")
+        etag = plain.headers["etag"]
+        headers = {k: v.replace("ETAG", etag) for k, v in range_headers.items()}
+        head = await client.head(f"/files/{name}", headers=headers)
+        assert head.status == 200
+        assert head.body == b""
+        assert head.headers["content-length"] == size
+        assert head.headers["accept-ranges"] == "bytes"
+        assert "content-range" not in head.headers
+        assert [f for f in head.headers if f[0] != "date"] == [
+            f for f in plain.headers if f[0] != "date"
+        ]
+
+
 async def test_if_range_with_stale_etag_gives_whole_file(client: TestClient) -> None:
     headers = {"range": "bytes=0-4", "if-range": '"stale"'}
     response = await client.get("/files/hello.txt", headers=headers)

@@ -167,7 +167,9 @@ class FileServer:
         headers["accept-ranges"] = "bytes"
         content_type = content_type_for(name)
         size = st.st_size
-        range_header = request.headers.get("range")
+        # Range (and so If-Range) is defined for GET only; any other method, HEAD included,
+        # MUST ignore it (RFC 9110 §14.2): a HEAD answers as the HEAD of the 200 would.
+        range_header = request.headers.get("range") if request.method == "GET" else None
         if range_header is None or not if_range_allows_partial(
             request.headers.get("if-range"),
             etag=validators.etag,
