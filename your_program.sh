@@ -1,13 +1,13 @@
 #!/bin/sh
-# The CodeCrafters entry point: the server on port 4221 in challenge mode (no Date or Server
-# header, no access log), arguments passed through (e.g. --directory /tmp/files/).
-# Creates .venv and installs the package on first use.
+# Runs the server locally the way CodeCrafters does: .codecrafters/compile.sh first when the
+# install is missing (no .venv, or pyproject.toml changed since compile.sh last ran; its output
+# goes to stderr), then .codecrafters/run.sh with the arguments (e.g. --directory /tmp/files/).
 set -e
 here=$(cd "$(dirname "$0")" && pwd)
-venv="$here/.venv"
-if [ ! -x "$venv/bin/trio-http" ]; then
-    python3 -m venv "$venv" >&2
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e "$here" >&2
+stamp="$here/.venv/.codecrafters-compiled"
+if [ ! -x "$here/.venv/bin/python" ] || [ ! -f "$stamp" ] ||
+    [ "$(cat "$stamp")" != "$(cksum <"$here/pyproject.toml")" ]; then
+    echo "your_program.sh: setting up .venv with .codecrafters/compile.sh" >&2
+    "$here/.codecrafters/compile.sh"
 fi
-exec "$venv/bin/trio-http" serve --host 127.0.0.1 --port 4221 \
-    --no-date-header --no-server-header --no-access-log "$@"
+exec "$here/.codecrafters/run.sh" "$@"
