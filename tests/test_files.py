@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
+import logging
 import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -142,6 +145,123 @@ async def test_symlink_followed_when_allowed(root: Path, tmp_path: Path) -> None
     (root / "escape").symlink_to(tmp_path / "outside.txt")
     async with TestClient(build_app(root, follow_symlinks=True)) as client:
         assert (await client.get("/files/escape")).body == b"outside"
+
+
+# ---------------------------------------------------------------- file-system errors
+
+LONG_NAME = "a" * 300  # over NAME_MAX (255)
+LONG_PATH = "/".join(["b" * 200] * 21)  # 4.2 KiB, over PATH_MAX (4096), under max_target_length
+METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE")
+
+
+@pytest.mark.parametrize(
+    ("url_path", "statuses"),
+    [
+        # (GET, HEAD, PUT, POST, DELETE)
+        pytest.param(LONG_NAME, (414, 414, 414, 414, 414), id="300-char-name"),
+        pytest.param(f"sub/{LONG_NAME}", (414, 414, 414, 414, 414), id="300-char-name-in-sub"),
+        pytest.param(f"{LONG_NAME}/x", (414, 414, 414, 414, 414), id="300-char-directory"),
+        pytest.param(LONG_PATH, (414, 414, 414, 414, 414), id="4KiB-path"),
+        pytest.param("hello.txt/x", (404, 404, 409, 409, 404), id="through-a-file"),
+        pytest.param("hello.txt/x/y", (404, 404, 409, 409, 404), id="deeper-through-a-file"),
+        pytest.param("a%00b", (400, 400, 400, 400, 400), id="NUL"),
+        pytest.param("sub/a%00b", (400, 400, 400, 400, 400), id="NUL-in-sub"),
+        pytest.param("loop", (403, 403, 403, 403, 403), id="symlink-loop"),
+        pytest.param("loop/x", (403, 403, 403, 403, 403), id="below-a-symlink-loop"),
+    ],
+)
+async def test_file_system_errors_from_client_paths_are_4xx(
+    client: TestClient,
+    root: Path,
+    caplog: pytest.LogCaptureFixture,
+    url_path: str,
+    statuses: tuple[int, ...],
+) -> None:
+    (root / "loop").symlink_to("loop")
+    for method, status in zip(METHODS, statuses, strict=True):
+        body = b"x" * 10 if method in ("PUT", "POST") else b""
+        response = await client.request(method, f"/files/{url_path}", body=body)
+        assert (method, response.status) == (method, status)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []  # no traceback
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".secret",
+        "data.bin",
+        "hello.txt",
+        "loop",
+        "sub",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url_path", "status"),
+    [
+        pytest.param(f"{LONG_NAME}/", 414, id="300-char-name"),
+        pytest.param(f"{LONG_PATH}/", 414, id="4KiB-path"),
+        pytest.param("hello.txt/", 404, id="a-file"),
+        pytest.param("hello.txt/x/", 404, id="through-a-file"),
+        pytest.param("a%00b/", 400, id="NUL"),
+        pytest.param("loop/", 403, id="symlink-loop"),
+    ],
+)
+async def test_listing_of_a_refused_path_is_4xx(
+    client: TestClient, root: Path, url_path: str, status: int
+) -> None:
+    (root / "loop").symlink_to("loop")
+    for accept in ("text/html", "application/json"):
+        response = await client.get(f"/files/{url_path}", headers={"accept": accept})
+        assert response.status == status
+
+
+async def test_listing_a_followed_symlink_out_of_the_root(root: Path, tmp_path: Path) -> None:
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "f.txt").write_text("x")
+    (tmp_path / "outside" / ".hidden").write_text("x")
+    (root / "out").symlink_to(tmp_path / "outside")
+    async with TestClient(build_app(root, follow_symlinks=True)) as client:
+        response = await client.get("/files/out/")  # was a 500 (ValueError)
+        assert response.status == 200
+        assert 'href="f.txt"' in response.text
+        assert ".hidden" not in response.text
+        assert (await client.get("/files/out/f.txt")).body == b"x"
+
+
+async def test_unreadable_directory_listing_is_403(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(path: object) -> None:
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    # Tests may run as root, which chmod cannot stop: refuse at the system call instead.
+    monkeypatch.setattr(os, "scandir", refuse)
+    assert (await client.get("/files/sub/")).status == 403
+
+
+async def test_unix_socket_is_refused(
+    client: TestClient, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(root)  # a short relative name: sun_path holds 108 bytes
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind("sock")
+        assert (await client.get("/files/sock")).status == 403  # open() fails with ENXIO
+        assert (await client.head("/files/sock")).status == 403
+
+
+async def test_unexpected_write_errors_map_to_4xx(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failure = OSError(errno.EISDIR, "Is a directory")
+
+    def replace(source: str, target: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(os, "replace", replace)
+    async with TestClient(build_app(root)) as client:
+        assert (await client.put("/files/raced", b"data")).status == 409
+        failure.errno = errno.EFBIG
+        assert (await client.put("/files/raced", b"data")).status == 413
+        failure.errno = errno.EROFS
+        assert (await client.put("/files/raced", b"data")).status == 403
+    assert leftovers(root) == []
 
 
 # ---------------------------------------------------------------- conditional requests

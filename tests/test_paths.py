@@ -1,10 +1,11 @@
+import errno
 import os
 from pathlib import Path
 
 import pytest
 
 from trio_http.errors import HTTPError
-from trio_http.paths import PathPolicy, resolve_path
+from trio_http.paths import PathPolicy, http_error_for, resolve_path
 
 
 @pytest.fixture
@@ -106,3 +107,55 @@ def test_agrees_with_realpath(root: Path, url_path: str) -> None:
 def test_filesystem_root_as_root() -> None:
     assert resolve_path(PathPolicy(Path("/")), "") == Path("/")
     assert resolve_path(PathPolicy(Path("/")), "no-such-dir/x") == Path("/no-such-dir/x")
+
+
+@pytest.mark.parametrize(
+    ("code", "reading", "writing"),
+    [
+        (errno.ENAMETOOLONG, 414, 414),
+        (errno.ENOENT, 404, 409),
+        (errno.ENOTDIR, 404, 409),
+        (errno.EACCES, 403, 403),
+        (errno.EPERM, 403, 403),
+        (errno.EROFS, 403, 403),
+        (errno.ELOOP, 403, 403),
+        (errno.ENXIO, 403, 403),
+        (errno.EEXIST, 409, 409),
+        (errno.EISDIR, 409, 409),
+        (errno.ENOTEMPTY, 409, 409),
+        (errno.EINVAL, 400, 400),
+        (errno.EILSEQ, 400, 400),
+        (errno.ENOSPC, 507, 507),
+        (errno.EDQUOT, 507, 507),
+        (errno.EFBIG, 413, 413),
+    ],
+)
+def test_http_error_for(code: int, reading: int, writing: int) -> None:
+    for is_writing, status in ((False, reading), (True, writing)):
+        error = http_error_for(OSError(code, os.strerror(code)), writing=is_writing)
+        assert isinstance(error, HTTPError)
+        assert error.status == status
+        # The body of an upload that cannot be stored is left unread: close after the answer.
+        assert error.close == (status in (413, 507))
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.EMFILE, None])
+def test_http_error_for_leaves_server_faults_alone(code: int | None) -> None:
+    exc = OSError(code, "server fault") if code is not None else OSError("no errno")
+    assert http_error_for(exc) is exc
+    assert http_error_for(exc, writing=True) is exc
+
+
+@pytest.mark.parametrize("url_path", ["a" * 300, "a" * 300 + "/x", "sub/" + "a" * 300])
+def test_names_too_long_are_414(root: Path, url_path: str) -> None:
+    # lstat meets the name. (A long path of missing short names stops at the first one,
+    # as any missing name does; the open or stat that follows gets the 414.)
+    with pytest.raises(HTTPError) as info:
+        resolve_path(PathPolicy(root), url_path)
+    assert info.value.status == 414
+
+
+def test_missing_names_are_still_fine(root: Path) -> None:
+    # Only a missing name (or a path through a file) is passed on for the caller to handle.
+    assert resolve_path(PathPolicy(root), "sub/f.txt/x") == root / "sub" / "f.txt" / "x"
+    assert resolve_path(PathPolicy(root), "nope/x") == root / "nope" / "x"

@@ -4,7 +4,9 @@ Reads open the file once and describe *that* open file (``fstat``): its validato
 its ranges.  Writes stream the body into a temporary file in the target directory, ``fsync``
 it and rename it over the target, so the target name only ever holds a complete old or a
 complete new file; any failure (client gone, body too large, disk full, shutdown) removes the
-temporary file.  Every path goes through :func:`~trio_http.paths.resolve_path` first.
+temporary file.  Every path goes through :func:`~trio_http.paths.resolve_path` first, and every
+``OSError`` from a call on a client's path through :func:`~trio_http.paths.http_error_for`,
+so what a client can name never makes a ``500``.
 
 Blocking file-system calls that can take long (reading a directory, writing, ``fsync``) run in
 worker threads; ``stat`` and ``open`` stay on the event loop, where they cost microseconds on
@@ -14,7 +16,6 @@ local disks.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 import io
 import mimetypes
@@ -33,7 +34,7 @@ from .conditional import Precondition, evaluate_preconditions, if_range_allows_p
 from .errors import HTTPError
 from .httpdate import format_http_date
 from .listing import Entry, render_html, render_json
-from .paths import PathPolicy, resolve_path, resolve_path_text
+from .paths import PathPolicy, http_error_for, resolve_path, resolve_path_text
 from .ranges import RangeNotSatisfiable, make_boundary, multipart_byteranges, parse_range
 from .request import Request
 from .response import BaseResponse, FileResponse, Response
@@ -48,7 +49,6 @@ _MIME = mimetypes.MimeTypes()
 WRITE_BUFFER_SIZE = 1024 * 1024
 #: Temporary upload files: hidden, so never listed or served, and recognisable.
 TEMP_PREFIX = ".trio-http-upload-"
-_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 #: The suffix compression adds to an ETag (see compression.negotiate_and_encode).
 _VARIANT_SUFFIX = re.compile(r'-(?:gzip|br|zstd)"')
 
@@ -128,10 +128,8 @@ class FileServer:
             # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, on the event loop.
             # For regular files it changes nothing, and open() costs microseconds there.
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except (FileNotFoundError, NotADirectoryError):
-            raise HTTPError(404, "no such file") from None
-        except PermissionError:
-            raise HTTPError(403, "permission denied") from None
+        except OSError as exc:
+            raise http_error_for(exc) from None
         try:
             st = os.fstat(fd)
             if stat.S_ISDIR(st.st_mode):
@@ -239,7 +237,10 @@ class FileServer:
             return Response(status=301, headers={"location": location})
         if not self.listings:
             raise HTTPError(403, "directory listings are disabled")
-        entries = await trio.to_thread.run_sync(self._scan, path)
+        try:
+            entries = await trio.to_thread.run_sync(self._scan, path, url_path)
+        except OSError as exc:
+            raise http_error_for(exc) from None
         shown = "/" + url_path
         if "application/json" in (request.headers.get("accept") or ""):
             return Response(render_json(shown, entries), content_type="application/json")
@@ -248,16 +249,19 @@ class FileServer:
             content_type="text/html; charset=utf-8",
         )
 
-    def _scan(self, path: Path) -> list[Entry]:
-        """The entries of *path* that the path policy would let a client open."""
+    def _scan(self, path: Path, url_path: str) -> list[Entry]:
+        """The entries of *path* that the path policy would let a client open.
+
+        Each is checked by the URL a client would use (*url_path*, ending in ``/`` or empty,
+        plus its name): *path* itself may be outside the root, through a followed symlink.
+        """
         entries = []
         with os.scandir(path) as scan:
             for item in scan:
                 if item.name.startswith(TEMP_PREFIX):
                     continue
-                relative = path.relative_to(self.policy.root) / item.name
                 try:
-                    real = resolve_path(self.policy, relative.as_posix())
+                    real = resolve_path(self.policy, url_path + item.name)
                     st = os.stat(real)
                 except (HTTPError, OSError):
                     continue  # hidden, escaping, or vanished: not listed
@@ -278,7 +282,7 @@ class FileServer:
 
     async def delete(self, request: Request) -> Response:
         path = resolve_path(self.policy, request.path_params["path"])
-        st = self._stat(path)
+        st = self._stat(path, writing=False)
         if st is None:
             raise HTTPError(404, "no such file")
         if stat.S_ISDIR(st.st_mode):
@@ -286,16 +290,19 @@ class FileServer:
         self._preconditions(request, _Validators.of(st), exists=True)
         try:
             os.unlink(path)
-        except FileNotFoundError:
-            raise HTTPError(404, "no such file") from None
+        except OSError as exc:
+            raise http_error_for(exc) from None
         return Response(status=204)
 
     @staticmethod
-    def _stat(path: Path) -> os.stat_result | None:
+    def _stat(path: Path, *, writing: bool) -> os.stat_result | None:
+        """``stat`` *path*; ``None`` if nothing has that name (or a parent is a file)."""
         try:
             return os.stat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:
+            raise http_error_for(exc, writing=writing) from None
 
     async def _store(self, request: Request) -> bool:
         """Write the request body to the target atomically; returns whether it was created."""
@@ -303,7 +310,7 @@ class FileServer:
         if not url_path or url_path.endswith("/"):
             raise HTTPError(405, "cannot write to a directory", headers={"allow": "GET, HEAD"})
         target = resolve_path(self.policy, url_path)
-        st = self._stat(target)
+        st = self._stat(target, writing=True)
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise HTTPError(409, "a directory has that name")
         self._preconditions(request, _Validators.of(st) if st else None, exists=st is not None)
@@ -311,14 +318,15 @@ class FileServer:
             await trio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
         except (FileExistsError, NotADirectoryError):
             raise HTTPError(409, "a parent of that path is a file") from None
+        except OSError as exc:
+            raise http_error_for(exc, writing=True) from None
         # The parent may now exist through a symlink created meanwhile: check again.
         resolve_path(self.policy, url_path)
         try:
             await self._write_atomically(request, target)
         except OSError as exc:
-            if exc.errno in _NO_SPACE:
-                raise HTTPError(507, "no space left on the server's disk", close=True) from exc
-            raise
+            # Disk full (507), a directory created under the target's name meanwhile (409) ...
+            raise http_error_for(exc, writing=True) from None
         return st is None
 
     async def _write_atomically(self, request: Request, target: Path) -> None:

@@ -8,7 +8,11 @@ The comparison is on resolved paths by component, never on string prefixes (``/s
 not inside ``/srv/data``).
 
 It touches the file system only with ``lstat`` on the components below the root (the root is
-already real) and, once a symlink turns up, ``os.path.realpath``; nothing is opened.  A
+already real) and, once a symlink turns up, ``os.path.realpath``; nothing is opened.
+
+:func:`http_error_for` is the one place where an ``OSError`` from a file-system call on a
+client-chosen path becomes an answer: a name too long, a path through a file, a symlink loop
+are the client's doing and get a ``4xx``, not a ``500`` with a traceback.  A
 symlink swapped in between this check and the ``open`` that follows could still escape; the
 file server narrows that window by opening the resolved path, not the requested one.  The
 root itself is resolved once, when the server starts: replacing a directory above it by a
@@ -17,6 +21,7 @@ symlink later moves what is served, as it would for any server configured with t
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -24,7 +29,7 @@ from pathlib import Path
 
 from .errors import HTTPError
 
-__all__ = ["PathPolicy", "resolve_path", "resolve_path_text"]
+__all__ = ["PathPolicy", "http_error_for", "resolve_path", "resolve_path_text"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,65 @@ class PathPolicy:
         object.__setattr__(self, "_root_text", os.fspath(self.root))
 
 
+#: errno -> (status, detail) for every client path; ENOENT and ENOTDIR depend on the method.
+_STATUS_FOR_ERRNO: dict[int, tuple[int, str]] = {
+    errno.ENAMETOOLONG: (414, "file name or path too long"),
+    errno.EACCES: (403, "permission denied"),
+    errno.EPERM: (403, "permission denied"),
+    errno.EROFS: (403, "the file system is read-only"),
+    errno.ELOOP: (403, "too many levels of symbolic links"),
+    errno.ENXIO: (403, "not a regular file"),  # a socket, or a device without a driver
+    errno.ENODEV: (403, "not a regular file"),
+    errno.EEXIST: (409, "a file already has that name"),
+    errno.EISDIR: (409, "a directory has that name"),
+    errno.ENOTEMPTY: (409, "a directory has that name"),
+    errno.EBUSY: (409, "the file is in use"),
+    errno.ETXTBSY: (409, "the file is in use"),
+    errno.EINVAL: (400, "invalid file name"),
+    errno.EILSEQ: (400, "invalid file name"),
+}
+#: The body cannot be stored: 507 or 413, and the connection closes (its body is unread).
+_STORAGE_ERRORS: dict[int, tuple[int, str]] = {
+    errno.ENOSPC: (507, "no space left on the server's disk"),
+    errno.EDQUOT: (507, "no space left on the server's disk"),
+    errno.EMLINK: (507, "the directory cannot hold more entries"),
+    errno.EFBIG: (413, "file too large for the server's file system"),
+}
+
+
+def http_error_for(exc: OSError, *, writing: bool = False) -> HTTPError | OSError:
+    """The answer to *exc*, raised by a file-system call on a client-chosen path.
+
+    An :class:`HTTPError` whenever the error is the request's doing or a state of the files
+    the client can be told about: ``414`` for a name or path too long, ``404`` for a missing
+    file or a path through a file when reading (``409`` when *writing*, where it conflicts
+    with what is there), ``403`` for permissions and symlink loops, ``409`` for a name taken
+    by a directory, ``400`` for a name the file system refuses, ``507`` (or ``413``) when the
+    disk cannot hold the upload.  Anything else (``EIO``, ``EMFILE`` ...) is the server's
+    fault: *exc* itself is returned, to be raised, answered ``500`` and logged.
+
+    Usage: ``except OSError as exc: raise http_error_for(exc) from None``.
+    """
+    code = exc.errno
+    if code is None:
+        return exc
+    if code == errno.ENOENT:
+        return HTTPError(409, "the target's directory changed") if writing else _not_found()
+    if code == errno.ENOTDIR:
+        return HTTPError(409, "a parent of that path is a file") if writing else _not_found()
+    known = _STATUS_FOR_ERRNO.get(code)
+    if known is not None:
+        return HTTPError(*known)
+    storage = _STORAGE_ERRORS.get(code)
+    if storage is not None:
+        return HTTPError(*storage, close=True)
+    return exc
+
+
+def _not_found() -> HTTPError:
+    return HTTPError(404, "no such file")
+
+
 def resolve_path(policy: PathPolicy, url_path: str) -> Path:
     """:func:`resolve_path_text` as a :class:`~pathlib.Path`."""
     return Path(resolve_path_text(policy, url_path))
@@ -53,7 +117,9 @@ def resolve_path_text(policy: PathPolicy, url_path: str) -> str:
 
     A trailing ``/`` is allowed (a directory URL); the empty string is the root itself.
     Raises ``HTTPError(400)`` for a malformed path, ``HTTPError(403)`` for a hidden name or one
-    that resolves outside the root.  The path need not exist.
+    that resolves outside the root, and what :func:`http_error_for` makes of an ``lstat``
+    that fails otherwise than for a missing name (``414`` for a name too long, ``403`` for a
+    directory that cannot be searched).  The path need not exist.
     """
     if "\x00" in url_path:
         raise HTTPError(400, "path contains a NUL byte")
@@ -102,10 +168,14 @@ def _real_path_below(root: str, segments: list[str]) -> tuple[str, bool]:
         path = f"{path}/{segment}"
         try:
             mode = os.lstat(path).st_mode
-        except OSError:
+        except (FileNotFoundError, NotADirectoryError):
             # Missing, or below a non-directory: nothing further can be a symlink, and
             # realpath would keep the rest as written.
             return "/".join([path, *segments[index + 1 :]]), False
+        except OSError as exc:
+            # A name too long, a directory that cannot be searched: what lies below cannot be
+            # checked for symlinks, so it is refused rather than passed on unchecked.
+            raise http_error_for(exc) from None
         if stat.S_ISLNK(mode):
             return os.path.realpath("/".join([path, *segments[index + 1 :]])), True
     return path or "/", False
