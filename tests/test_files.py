@@ -100,6 +100,32 @@ async def test_directory_without_slash_redirects(client: TestClient) -> None:
     assert response.headers["location"] == "/files/sub/?x=1"
 
 
+async def test_prefix_without_slash_redirects(client: TestClient) -> None:
+    response = await client.get("/files?x=1&y")
+    assert response.status == 301
+    assert response.headers["location"] == "/files/?x=1&y"
+    assert (await client.get("/files")).headers["location"] == "/files/"
+    head = await client.head("/files")
+    assert (head.status, head.headers["location"]) == (301, "/files/")
+    # The prefix itself is not a file: writing to it is refused like writing to /files/.
+    refused = await client.put("/files", b"x")
+    assert refused.status == 405
+    assert refused.headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("prefix", ["/static", "/static/", "/a/b"])
+async def test_custom_prefix_without_slash_redirects(root: Path, prefix: str) -> None:
+    app = App()
+    FileServer(root, listings=False).install(app, prefix)
+    base = prefix.rstrip("/")
+    async with TestClient(app) as client:
+        response = await client.get(f"{base}?q")
+        assert response.status == 301
+        assert response.headers["location"] == f"{base}/?q"
+        assert (await client.get(f"{base}/")).status == 403  # listings are off
+        assert (await client.get(f"{base}/hello.txt")).body == b"hello world\n"
+
+
 async def test_html_listing(client: TestClient, root: Path) -> None:
     (root / "<b>&.txt").write_text("x")
     (root / "a b#c.txt").write_text("x")

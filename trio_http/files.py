@@ -105,8 +105,15 @@ class FileServer:
         self.max_ranges = max_ranges
 
     def install(self, app: App, prefix: str = "/files") -> None:
-        """Route ``GET``/``HEAD`` (and unless read-only ``POST``, ``PUT``, ``DELETE``)."""
-        pattern = prefix.rstrip("/") + "/{path:path}"
+        """Route ``GET``/``HEAD`` (and unless read-only ``POST``, ``PUT``, ``DELETE``).
+
+        The prefix without its slash (``/files``) redirects to the root directory's URL
+        (``/files/``), as every directory URL without a trailing slash does.
+        """
+        base = prefix.rstrip("/")
+        pattern = base + "/{path:path}"
+        if base:
+            app.add_route(base, _redirect_to_directory, ["GET"])
         app.add_route(pattern, self.get, ["GET"])
         if self.read_only:
             # Registered, so the answer is 405 with Allow rather than 501 "unknown method".
@@ -230,11 +237,7 @@ class FileServer:
 
     async def _directory(self, request: Request, path: Path, url_path: str) -> Response:
         if url_path and not url_path.endswith("/"):
-            # Relative links in the listing only work from a URL ending in "/".
-            location = request.path + "/"
-            if request.query_string:
-                location += "?" + request.query_string
-            return Response(status=301, headers={"location": location})
+            return await _redirect_to_directory(request)
         if not self.listings:
             raise HTTPError(403, "directory listings are disabled")
         try:
@@ -346,6 +349,17 @@ class FileServer:
             if not renamed:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp_name)
+
+
+async def _redirect_to_directory(request: Request) -> Response:
+    """``301`` to the same URL with a ``/`` after the path, keeping the query.
+
+    Relative links in a listing only work from a URL ending in ``/``.
+    """
+    location = request.path + "/"
+    if request.query_string:
+        location += "?" + request.query_string
+    return Response(status=301, headers={"location": location})
 
 
 async def _refuse_write(request: Request) -> Response:
