@@ -16,6 +16,7 @@ import trio
 
 from trio_http import ServerConfig
 from trio_http.builtin import build_app
+from trio_http.compression import CompressionPolicy
 from trio_http.files import TEMP_PREFIX, FileServer
 from trio_http.routing import App
 from trio_http.testing import TestClient
@@ -150,6 +151,29 @@ async def test_json_listing(client: TestClient) -> None:
     assert names[0] == ("sub", "directory")
     assert ("hello.txt", "file") in names
     assert all(name != ".secret" for name, _ in names)
+
+
+@pytest.mark.parametrize("accept", [None, "text/html", "application/json"])
+@pytest.mark.parametrize("accept_encoding", [None, "gzip", "identity"])
+async def test_listings_vary_by_accept(
+    client: TestClient, accept: str | None, accept_encoding: str | None
+) -> None:
+    # HTML or JSON is chosen by Accept, so caches must key on it (RFC 9110 §12.5.5); the
+    # connection adds Accept-Encoding to compressible responses: one field lists both.
+    headers = {"accept": accept, "accept-encoding": accept_encoding}
+    sent = {name: value for name, value in headers.items() if value is not None}
+    for method in ("GET", "HEAD"):
+        response = await client.request(method, "/files/", headers=sent)
+        assert response.status == 200
+        assert response.headers.get_list("vary") == ["Accept, Accept-Encoding"]
+
+
+async def test_listing_vary_without_compression(root: Path) -> None:
+    config = ServerConfig(access_log=False, compression=CompressionPolicy(enabled=False))
+    async with TestClient(build_app(root), config) as client:
+        for accept in ("text/html", "application/json"):
+            response = await client.get("/files/sub/", headers={"accept": accept})
+            assert response.headers.get_list("vary") == ["Accept"]
 
 
 async def test_listing_disabled(root: Path) -> None:

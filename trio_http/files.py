@@ -49,6 +49,8 @@ _MIME = mimetypes.MimeTypes()
 WRITE_BUFFER_SIZE = 1024 * 1024
 #: Temporary upload files: hidden, so never listed or served, and recognisable.
 TEMP_PREFIX = ".trio-http-upload-"
+_JSON = "application/json"
+_HTML = "text/html; charset=utf-8"
 #: The suffix compression adds to an ETag (see compression.negotiate_and_encode).
 _VARIANT_SUFFIX = re.compile(r'-(?:gzip|br|zstd)"')
 
@@ -245,11 +247,15 @@ class FileServer:
         except OSError as exc:
             raise http_error_for(exc) from None
         shown = "/" + url_path
+        # HTML or JSON by Accept: both variants say so, for caches (RFC 9110 §12.5.5). The
+        # connection merges Accept-Encoding into this field when the listing is compressible.
+        headers = {"vary": "Accept"}
         if "application/json" in (request.headers.get("accept") or ""):
-            return Response(render_json(shown, entries), content_type="application/json")
+            return Response(render_json(shown, entries), headers=headers, content_type=_JSON)
         return Response(
             render_html(shown, entries, has_parent=bool(url_path)),
-            content_type="text/html; charset=utf-8",
+            headers=headers,
+            content_type=_HTML,
         )
 
     def _scan(self, path: Path, url_path: str) -> list[Entry]:
