@@ -423,6 +423,24 @@ async def test_head_ignores_range(
         ]
 
 
+async def test_multipart_parts_keep_the_request_order(client: TestClient) -> None:
+    headers = {"range": "bytes=6-7,0-1,9-9,2-2"}  # 2-2 joins 0-1, in 0-1's place
+    response = await client.get("/files/hello.txt", headers=headers)
+    assert response.status == 206
+    boundary = response.headers["content-type"].split("boundary=")[1].encode()
+    parts = response.body.split(b"--" + boundary)[1:-1]
+    assert [part.split(b"\r\n\r\n", 1)[1].removesuffix(b"\r\n") for part in parts] == [
+        b"wo",
+        b"hel",
+        b"l",
+    ]
+    assert [part.split(b"Content-Range: ")[1].split(b"\r\n")[0] for part in parts] == [
+        b"bytes 6-7/12",
+        b"bytes 0-2/12",
+        b"bytes 9-9/12",
+    ]
+
+
 async def test_if_range_with_stale_etag_gives_whole_file(client: TestClient) -> None:
     headers = {"range": "bytes=0-4", "if-range": '"stale"'}
     response = await client.get("/files/hello.txt", headers=headers)

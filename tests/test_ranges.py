@@ -97,19 +97,29 @@ def test_range_not_satisfiable_content_range() -> None:
         ("bytes=0-1,10000-", [(0, 1)]),
         ("bytes=-0,0-1", [(0, 1)]),
         ("bytes=20000-30000,-1", [(9999, 9999)]),
-        # Overlapping, adjacent and disordered ranges are coalesced into ascending order.
-        ("bytes=5-6,0-1", [(0, 1), (5, 6)]),
+        # Overlapping and adjacent ranges are coalesced, whatever their order; the rest keep
+        # the order of the request (RFC 9110 §15.3.7.2), a coalesced range the position of
+        # its first member.
+        ("bytes=5-6,0-1", [(5, 6), (0, 1)]),
         ("bytes=0-5,3-8", [(0, 8)]),
         ("bytes=3-8,0-5", [(0, 8)]),
         ("bytes=0-1,2-3", [(0, 3)]),
         ("bytes=0-9,2-3", [(0, 9)]),
         ("bytes=2-3,0-9", [(0, 9)]),
-        ("bytes=-1,0-0", [(0, 0), (9999, 9999)]),
+        ("bytes=-1,0-0", [(9999, 9999), (0, 0)]),
         ("bytes=9000-,-500", [(9000, 9999)]),
         ("bytes=0-,0-,0-,0-", [(0, 9999)]),
         ("bytes=0-0,2-2,1-1", [(0, 2)]),
-        ("bytes=8-9,0-1,4-5", [(0, 1), (4, 5), (8, 9)]),
+        ("bytes=8-9,0-1,4-5", [(8, 9), (0, 1), (4, 5)]),
         ("bytes=0-1,3-4,2-2", [(0, 4)]),
+        ("bytes=8-9,0-1,7-7", [(7, 9), (0, 1)]),
+        ("bytes=0-1,8-9,7-7", [(0, 1), (7, 9)]),
+        ("bytes=5-6,8-9,0-0,6-8", [(5, 9), (0, 0)]),
+        ("bytes=0-0,5-6,8-9,6-8", [(0, 0), (5, 9)]),
+        ("bytes=4-5,0-1,2-3", [(0, 5)]),
+        ("bytes=20-29,0-9,10-19,40-49", [(0, 29), (40, 49)]),
+        ("bytes=40-49,30-39,20-29", [(20, 49)]),
+        ("bytes=40-49,20-29,0-9", [(40, 49), (20, 29), (0, 9)]),
     ],
 )
 def test_parse_range(value: str, expected: Spans) -> None:
@@ -265,8 +275,9 @@ def _check_result(value: str, size: int, max_ranges: int) -> list[ByteRange] | N
         assert len(ranges) <= max_ranges
         for byte_range in ranges:
             assert 0 <= byte_range.start <= byte_range.end < size
-        for previous, current in itertools.pairwise(ranges):
-            # Ascending, and neither overlapping nor adjacent (those are merged).
+        ascending = sorted(ranges, key=lambda r: r.start)
+        for previous, current in itertools.pairwise(ascending):
+            # Neither overlapping nor adjacent (those are merged), in whatever order.
             assert previous.end + 1 < current.start
     return ranges
 
@@ -298,6 +309,31 @@ def test_parse_range_against_a_model(specs: list[tuple[int, int]]) -> None:
         ranges = _check_result(value, size, max_ranges=16)
         assert ranges is not None
         assert {i for r in ranges for i in range(r.start, r.end + 1)} == selected
+        # In the order of the request: each range where its first satisfiable member was.
+        spans = [
+            (a, min(b, size - 1)) if a <= b else (max(size - b, 0), size - 1)
+            for a, b in specs
+            if (a <= b and a < size) or (a > b and b > 0)
+        ]
+        first = [
+            min(i for i, (start, end) in enumerate(spans) if r.start <= start and end <= r.end)
+            for r in ranges
+        ]
+        assert first == sorted(first)
+
+
+def test_parse_range_keeps_the_request_order_of_disjoint_ranges() -> None:
+    # §15.3.7.2: a client may need later parts first (pages stored in reverse order).
+    value = "bytes=" + ",".join(f"{10 * i}-{10 * i + 1}" for i in reversed(range(16)))
+    assert _spans(parse_range(value, 10000)) == [(10 * i, 10 * i + 1) for i in reversed(range(16))]
+
+
+def test_parse_range_disordered_small_ranges_stay_bounded() -> None:
+    # The protections do not depend on the order: at most max_ranges parts, each byte once.
+    value = "bytes=" + ",".join(f"{i}-{i}" for i in (9, 3, 7, 1, 5, 0, 8, 2, 6, 4))
+    assert _spans(parse_range(value, 10000)) == [(0, 9)]
+    value = "bytes=" + ",".join(f"{2 * i}-{2 * i}" for i in reversed(range(17)))
+    assert parse_range(value, 10000) is None
 
 
 # --- multipart/byteranges ------------------------------------------------------------------

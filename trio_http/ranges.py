@@ -95,8 +95,8 @@ class MultipartPlan:
 
 def parse_range(value: str, size: int, *, max_ranges: int = 16) -> list[ByteRange] | None:
     """Return the satisfiable byte ranges of a Range header for a *size*-byte representation:
-    in ascending order, with overlapping and adjacent ranges merged, and each end clamped to
-    ``size - 1``.
+    with overlapping and adjacent ranges merged, each end clamped to ``size - 1``, in the
+    order of the request (a merged range where the first of its members was).
 
     Returns None when the header must be ignored (answer 200 with the whole representation):
     it is not of the ``bytes`` unit, is syntactically invalid, or lists more than
@@ -159,21 +159,26 @@ def parse_range(value: str, size: int, *, max_ranges: int = 16) -> list[ByteRang
 
 
 def _coalesce(ranges: list[ByteRange]) -> list[ByteRange]:
-    # Overlapping or disordered ranges are how clients amplify a small request into a huge
-    # response (§17.15; CVE-2011-3192 against Apache). §15.3.7.2 allows coalescing ranges
-    # regardless of the order they were requested in, and §14.2 allows rejecting unordered
-    # sets outright, so serving them merged and ascending is the gentler remedy. Every byte
-    # is then sent at most once.
-    ranges.sort(key=lambda r: r.start)
-    merged = [ranges[0]]
-    for current in ranges[1:]:
-        previous = merged[-1]
-        if current.start <= previous.end + 1:
+    # Overlapping ranges are how clients amplify a small request into a huge response
+    # (§17.15; CVE-2011-3192 against Apache). §15.3.7.2 allows coalescing ranges that overlap
+    # or touch regardless of the order they were requested in, so they are merged and every
+    # byte is sent at most once. The same section asks for the parts in the order of the
+    # request (a client may want later parts first), less those coalesced into others: each
+    # merged range takes the place of its first member, the rest keep theirs.
+    if len(ranges) == 1:
+        return ranges
+    by_start = sorted(enumerate(ranges), key=lambda item: item[1].start)
+    merged: list[tuple[int, ByteRange]] = []  # (position of the first member, range)
+    for position, current in by_start:
+        if merged and current.start <= merged[-1][1].end + 1:
+            first, previous = merged[-1]
             if current.end > previous.end:
-                merged[-1] = ByteRange(previous.start, current.end)
+                previous = ByteRange(previous.start, current.end)
+            merged[-1] = (min(first, position), previous)
         else:
-            merged.append(current)
-    return merged
+            merged.append((position, current))
+    merged.sort(key=lambda item: item[0])
+    return [byte_range for _, byte_range in merged]
 
 
 def make_boundary() -> str:
