@@ -14,8 +14,9 @@ import trio
 import trio.testing
 
 from trio_http import App, HTTPError, Request, Response, ServerConfig, StreamingResponse
-from trio_http.connection import ConnectionRegistry, HTTPConnection
 from trio_http.headers import Headers
+from trio_http.http11 import HTTPConnection
+from trio_http.server import ConnectionRegistry
 
 Client = trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]
 

@@ -5,7 +5,7 @@ from typing import Any, cast
 import h11
 import pytest
 
-from trio_http.h11_events import END_OF_MESSAGE, ResponseHeadCache
+from trio_http.protocol.h11_events import END_OF_MESSAGE, ResponseHeadCache
 
 
 def fields(*pairs: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:

@@ -43,10 +43,10 @@ from trio_http import (
     StreamingResponse,
 )
 from trio_http.builtin import build_app
-from trio_http.connection import HTTPConnection
 from trio_http.headers import Headers
-from trio_http.routing import Handler
-from trio_http.server import Address
+from trio_http.http11 import HTTPConnection
+from trio_http.listeners import Address
+from trio_http.request import Handler
 
 Client = trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]
 
@@ -1200,7 +1200,7 @@ async def test_stalled_and_idle_connections_do_not_block_a_new_client() -> None:
 
         async def run_server(*, task_status: trio.TaskStatus[list[Address]]) -> None:
             with serve_scope:
-                await server.serve(listeners, task_status=task_status)
+                await server.run(listeners, task_status=task_status)
             stopped.set()
 
         try:

@@ -135,7 +135,7 @@ async def test_limit_concurrency_answers_503(nursery: trio.Nursery) -> None:
     config = ServerConfig(access_log=False, limit_concurrency=1)
     server = Server(build_app(), config)
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-    port = (await nursery.start(server.serve, listeners))[0][1]
+    port = (await nursery.start(server.run, listeners))[0][1]
     with trio.fail_after(5):
         first = await trio.open_tcp_stream("127.0.0.1", port)
         await first.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -164,7 +164,7 @@ async def test_shutdown_closes_idle_and_finishes_in_flight() -> None:
     results: list[tuple[h11.Response, bytes]] = []
     with trio.fail_after(10):
         async with trio.open_nursery() as nursery:
-            port = (await nursery.start(server.serve, listeners))[0][1]
+            port = (await nursery.start(server.run, listeners))[0][1]
             idle = await trio.open_tcp_stream("127.0.0.1", port)
 
             async def in_flight() -> None:
@@ -201,7 +201,7 @@ async def test_graceful_timeout_cancels_stragglers(autojump_clock: trio.testing.
     server = Server(app, ServerConfig(access_log=False, graceful_timeout=3))
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     async with trio.open_nursery() as nursery:
-        port = (await nursery.start(server.serve, listeners))[0][1]
+        port = (await nursery.start(server.run, listeners))[0][1]
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         await stream.send_all(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
         await entered.wait()
@@ -296,7 +296,7 @@ async def test_upload_cut_by_shutdown_leaves_nothing(
     server = Server(build_app(tmp_path), ServerConfig(access_log=False, graceful_timeout=5))
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     async with trio.open_nursery() as nursery:
-        port = (await nursery.start(server.serve, listeners))[0][1]
+        port = (await nursery.start(server.run, listeners))[0][1]
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         await stream.send_all(
             b"PUT /files/keep.bin HTTP/1.1\r\nHost: x\r\nContent-Length: 3000000\r\n\r\n"

@@ -16,7 +16,7 @@ from blackbox import running_server
 
 from trio_http import ServerConfig, serve
 from trio_http.builtin import build_app
-from trio_http.connection import HTTPConnection
+from trio_http.http11 import HTTPConnection
 
 
 @pytest.fixture(scope="module")

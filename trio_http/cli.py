@@ -15,7 +15,6 @@ import ssl
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import trio
 
@@ -24,14 +23,9 @@ from .accesslog import LogFormat
 from .builtin import build_app
 from .compression import CompressionPolicy
 from .config import ServerConfig
-from .server import Address, Server
-from .workers import (
-    bind_reuse_port_listeners,
-    reserve_port,
-    reuse_port_supported,
-    supervise,
-    watch_supervisor,
-)
+from .listeners import Address, open_listeners
+from .server import Server
+from .workers import reserve_port, reuse_port_supported, supervise, watch_supervisor
 
 __all__ = ["main"]
 
@@ -282,20 +276,14 @@ async def _watch_signals(server: Server) -> None:
             server.shutdown()
 
 
-async def _open_listeners(args: argparse.Namespace) -> list[trio.abc.Listener[Any]]:
-    """TCP listeners for the options (``SO_REUSEPORT`` in a worker), wrapped in TLS if asked."""
-    tcp: list[trio.SocketListener]
-    if args.reuse_port:
-        tcp = await bind_reuse_port_listeners(args.host, args.port, args.backlog)
-    else:
-        tcp = await trio.open_tcp_listeners(args.port, host=args.host, backlog=args.backlog)
-    if args.ssl_context is None:
-        return list(tcp)
-    return [trio.SSLListener(listener, args.ssl_context, https_compatible=True) for listener in tcp]
-
-
 async def _run(server: Server, args: argparse.Namespace, what: str) -> None:
-    listeners = await _open_listeners(args)
+    listeners = await open_listeners(
+        args.host,
+        args.port,
+        backlog=args.backlog,
+        ssl_context=args.ssl_context,
+        reuse_port=args.reuse_port,
+    )
     scheme = "https" if args.ssl_context else "http"
     async with trio.open_nursery() as nursery:
         # Install the signal handlers before announcing that we listen: a supervisor may
@@ -305,7 +293,7 @@ async def _run(server: Server, args: argparse.Namespace, what: str) -> None:
         await trio.lowlevel.checkpoint()
 
         async def serve_then_stop(*, task_status: trio.TaskStatus[list[Address]]) -> None:
-            await server.serve(listeners, task_status=task_status)
+            await server.run(listeners, task_status=task_status)
             nursery.cancel_scope.cancel()
 
         addresses = await nursery.start(serve_then_stop)

@@ -135,20 +135,25 @@ class CompressionPolicy:
     codings: tuple[str, ...] = field(default_factory=available_codings)
 
     def eligible(self, response: BaseResponse) -> bool:
-        """Whether *response* may be sent compressed (ignoring what the client accepts)."""
+        """Whether the representation of *response* may be sent compressed (ignoring what the
+        client accepts).  A ``304`` or ``206`` is judged by the full representation it stands
+        for, when it says which (``response.representation``); without that it is not."""
         # Cheapest tests first: most responses are decided before any header is looked at.
         if not self.enabled or response.compress is False or not self.codings:
             return False
-        if response.status in (204, 206, 304):
+        representation = response.representation
+        if representation is None and response.status in (204, 206, 304):
             return False
         if not response.compress:
-            length = response.content_length
+            length = response.content_length if representation is None else representation.length
             if length is not None and length < self.min_size:
                 return False
         # One pass over the fields rather than a lookup per name (this runs for every response).
         content_type = ""
         for name, value in response.headers.raw:
-            if name == b"content-encoding" or name == b"content-range":
+            if name == b"content-encoding":
+                return False
+            if name == b"content-range" and representation is None:
                 return False
             if name == b"cache-control" and b"no-transform" in value.lower():
                 return False
@@ -156,6 +161,8 @@ class CompressionPolicy:
                 content_type = value.decode("latin-1")
         if response.compress:
             return True
+        if representation is not None:
+            content_type = representation.content_type or ""
         content_type = content_type.partition(";")[0].strip().lower()
         return content_type.startswith(_COMPRESSIBLE_PREFIXES) or (
             content_type in _COMPRESSIBLE_TYPES or content_type.endswith(("+json", "+xml"))
@@ -171,19 +178,25 @@ async def negotiate_and_encode(
     keep the variants apart.  An encoded response gets ``Content-Encoding``, an ``ETag``
     marked with the coding (the variant is a different representation, RFC 9110 §8.8.3), and
     either the exact compressed ``Content-Length`` (bodies in memory) or none at all (streams
-    and files, which are compressed on the fly and so sent chunked).
+    and files, which are compressed on the fly and so sent chunked).  A ``304`` gets the
+    variant's ``ETag`` and nothing else; a ``206`` is a range of the identity representation
+    and is sent as it is (RFC 9110 §15.4.5, §15.3.7: both carry the ``Vary`` a 200 would).
     """
     if not policy.eligible(response):
         return response
     _add_vary(response)
+    if response.status == 206:
+        return response
     coding = choose_coding(accept_encoding, policy.codings)
     if coding is None:
         return response
     headers = response.headers
-    headers.set("content-encoding", coding)
     etag = headers.get("etag")
     if etag is not None and etag.endswith('"'):
         headers.set("etag", f'{etag[:-1]}-{coding}"')
+    if response.status == 304:
+        return response
+    headers.set("content-encoding", coding)
     if isinstance(response, Response):
         body = response.body
         if len(body) >= policy.thread_threshold:

@@ -8,14 +8,17 @@ the connection; this is what makes streaming uploads, lazy ``100 Continue`` and 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, unquote
 
 from .errors import BodyTooLarge
 from .headers import Headers
 
-__all__ = ["BodySource", "Request"]
+if TYPE_CHECKING:
+    from .response import BaseResponse
+
+__all__ = ["BodySource", "Handler", "Request"]
 
 
 class BodySource(Protocol):
@@ -130,3 +133,7 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target!r}>"
+
+
+#: What serves requests: an :class:`~trio_http.App`, or any async function of a request.
+Handler = Callable[[Request], Awaitable["BaseResponse"]]

@@ -1,16 +1,19 @@
-"""Response types: bytes in memory, a stream from an async iterator, or ranges of an open file.
+"""Response types: bytes in memory, a stream from an async iterator, ranges of an open file,
+and :class:`Upgrade`, which hands the connection to another protocol.
 
 Every response has ``status``, ``headers`` and ``content_length`` (``None`` when not known in
 advance, which makes h11 use chunked framing for HTTP/1.1 and close-delimited framing for
-HTTP/1.0) and can produce its body with :meth:`BaseResponse.iter_body`.  The connection sends
-the common cases faster than that generic path: a :class:`Response` goes out in a single write
-together with its head, and a :class:`FileResponse` over plain TCP goes through ``sendfile``.
+HTTP/1.0) and can produce its body with :meth:`BaseResponse.iter_body`.  The connection's
+writer (trio_http/http11/writer.py) sends the common cases faster than that generic path: a
+:class:`Response` goes out in a single write together with its head, and a
+:class:`FileResponse` through the transport's ``send_file`` (``sendfile`` on plain TCP).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import BinaryIO
 
@@ -21,8 +24,10 @@ from .headers import HeaderInput, Headers
 __all__ = [
     "BaseResponse",
     "FileResponse",
+    "Representation",
     "Response",
     "StreamingResponse",
+    "Upgrade",
     "error_response",
     "reason_phrase",
 ]
@@ -38,10 +43,23 @@ def reason_phrase(status: int) -> bytes:
     return _REASONS.get(status, b"")
 
 
+@dataclass(frozen=True, slots=True)
+class Representation:
+    """The full representation a ``304`` or ``206`` response is about.
+
+    A ``304`` has no body and a ``206`` only part of one, yet both must carry the ``Vary`` (and
+    the ``ETag``) the ``200`` would carry (RFC 9110 §15.4.5, §15.3.7); the server decides those
+    from the content type and length of the full representation, given here.
+    """
+
+    content_type: str | None
+    length: int | None
+
+
 class BaseResponse:
     """What every response has.  Subclass one of the concrete classes rather than this."""
 
-    __slots__ = ("compress", "headers", "status")
+    __slots__ = ("compress", "headers", "representation", "status")
 
     def __init__(
         self,
@@ -49,6 +67,7 @@ class BaseResponse:
         headers: HeaderInput | Headers | None,
         compress: bool | None,
         content_type: str | None = None,
+        representation: Representation | None = None,
     ) -> None:
         if not 200 <= status <= 999:
             raise ValueError(f"a final response needs a status from 200 to 999, not {status}")
@@ -62,6 +81,8 @@ class BaseResponse:
         #: ``True``: compress whenever the client accepts a coding; ``False``: never;
         #: ``None``: the server's policy decides from the content type and size.
         self.compress = compress
+        #: For a ``304`` or ``206``: the full representation it stands for (see above).
+        self.representation = representation
 
     @property
     def content_length(self) -> int | None:
@@ -91,8 +112,9 @@ class Response(BaseResponse):
         *,
         content_type: str | None = None,
         compress: bool | None = None,
+        representation: Representation | None = None,
     ) -> None:
-        super().__init__(status, headers, compress, content_type)
+        super().__init__(status, headers, compress, content_type, representation)
         self.body = body.encode("utf-8") if isinstance(body, str) else body
 
     @property
@@ -169,8 +191,9 @@ class FileResponse(BaseResponse):
         parts: Sequence[FilePart] | None = None,
         content_type: str | None = None,
         compress: bool | None = None,
+        representation: Representation | None = None,
     ) -> None:
-        super().__init__(status, headers, compress, content_type)
+        super().__init__(status, headers, compress, content_type, representation)
         self.file = file
         if parts is None:
             parts = [(0, os.fstat(file.fileno()).st_size)]
@@ -188,32 +211,9 @@ class FileResponse(BaseResponse):
             if isinstance(part, bytes):
                 yield part
                 continue
-            offset, remaining = part
-            while remaining:
-                size = min(remaining, FILE_CHUNK_SIZE)
-                chunk = await trio.to_thread.run_sync(os.pread, self.file.fileno(), size, offset)
-                if not chunk:
-                    raise FileChangedError(self.file.name)
-                offset += len(chunk)
-                remaining -= len(chunk)
-                yield chunk
-
-    def read_all(self) -> bytes:
-        """The whole body, read now with blocking ``pread`` calls (for small responses only).
-
-        Raises :class:`FileChangedError` if the file is shorter than announced.
-        """
-        pieces = []
-        for part in self.parts:
-            if isinstance(part, bytes):
-                pieces.append(part)
-                continue
             offset, length = part
-            data = os.pread(self.file.fileno(), length, offset)
-            if len(data) != length:
-                raise FileChangedError(self.file.name)
-            pieces.append(data)
-        return b"".join(pieces)
+            async for chunk in read_file_range(self.file, offset, length):
+                yield chunk
 
     async def aclose(self) -> None:
         self.file.close()
@@ -221,6 +221,54 @@ class FileResponse(BaseResponse):
 
 class FileChangedError(Exception):
     """The file being sent shrank after its length was announced."""
+
+
+async def read_file_range(file: BinaryIO, offset: int, length: int) -> AsyncIterator[bytes]:
+    """Yield *length* bytes of *file* from *offset*, read in worker threads (never on the
+    event loop); raises :class:`FileChangedError` if the file ends first."""
+    while length > 0:
+        chunk = await trio.to_thread.run_sync(
+            os.pread, file.fileno(), min(length, FILE_CHUNK_SIZE), offset
+        )
+        if not chunk:
+            raise FileChangedError(f"{file.name} shrank while it was being sent")
+        offset += len(chunk)
+        length -= len(chunk)
+        yield chunk
+
+
+#: What an :class:`Upgrade` runs once the ``101`` is sent: it gets the connection's stream, with
+#: any bytes the client sent after its request already put back in front.
+UpgradeHandler = Callable[["trio.abc.Stream"], Awaitable[None]]
+
+
+class Upgrade(BaseResponse):
+    """``101 Switching Protocols``: return it to hand the connection to another protocol.
+
+    The connection sends the ``101`` with *headers* (``Upgrade``, ``Connection: upgrade`` and
+    what the protocol needs, such as ``Sec-WebSocket-Accept``), then awaits ``handler(stream)``
+    with a stream that first yields whatever the client sent after the request head.  The
+    connection is closed when *handler* returns.  Only valid for a request that asked to
+    upgrade (``Upgrade`` in ``Connection``) and had no body; otherwise the connection answers
+    ``500`` and logs why.  To refuse an upgrade, return an ordinary response instead.
+    """
+
+    __slots__ = ("handler",)
+
+    def __init__(self, handler: UpgradeHandler, headers: HeaderInput | Headers | None) -> None:
+        self.status = 101
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.compress = False
+        self.representation = None
+        self.handler = handler
+
+    @property
+    def content_length(self) -> int | None:
+        return None
+
+    async def iter_body(self) -> AsyncIterator[bytes]:
+        return
+        yield  # an async generator with nothing to yield
 
 
 def error_response(

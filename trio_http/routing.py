@@ -14,17 +14,15 @@ the app has no route for at all gives ``501`` (RFC 9110 §9.1).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from .errors import HTTPError
-from .request import Request
+from .request import Handler, Request
 from .response import BaseResponse
 
 __all__ = ["App", "Handler", "Route"]
-
-Handler = Callable[[Request], Awaitable[BaseResponse]]
 
 _PLACEHOLDER = re.compile(r"{([A-Za-z_][A-Za-z0-9_]*)(?::(path|str))?}")
 

@@ -5,19 +5,22 @@ shielded from the caller's cancellation.  That is what makes shutdown graceful: 
 caller cancels (or :meth:`Server.shutdown` is called), accepting stops at once, idle
 connections close, in-flight requests get ``graceful_timeout`` seconds to finish, and only
 then is the connection nursery cancelled.  :meth:`Server.stop_now` skips the wait.
+
+:func:`serve` is the short way: it opens the listeners and runs a :class:`Server`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import logging
 import math
-import socket
+import os
 import ssl
 import sys
+import time
+import warnings
 from collections.abc import Coroutine, Generator, Sequence
 from contextlib import AsyncExitStack
-from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -25,20 +28,43 @@ import trio
 
 from .accesslog import AccessLogger, LogFormat
 from .config import ServerConfig
-from .connection import ConnectionRegistry, HTTPConnection
-from .routing import Handler
+from .errors import HTTPError
+from .http11 import HTTPConnection
+from .listeners import Address, listener_addresses, open_listeners
+from .request import Handler
 
-__all__ = ["Address", "Server", "Serving", "serve"]
+__all__ = ["Address", "ConnectionRegistry", "Server", "serve"]
 
 log = logging.getLogger("trio_http.error")
 
-Address = tuple[str, int]
+#: The answer to every request on a connection over ``limit_concurrency``.
+_OVERLOADED = HTTPError(503, "server is busy", headers={"retry-after": "1"}, close=True)
 
-# Sent without h11 to a connection over the limit: it never gets a task of its own.
-_OVERLOADED = (
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: 39\r\n"
-    b"connection: close\r\nretry-after: 1\r\n\r\n503 Service Unavailable: server is busy\n"
-)
+
+class ConnectionRegistry:
+    """The live connections of one server, so shutdown can find the idle ones.
+
+    :meth:`drain` marks the server as draining: idle connections are closed at once, busy ones
+    finish their current response (sent with ``Connection: close``) and then close.
+    Connections that only answer ``503`` (over ``limit_concurrency``) are kept apart, so they
+    do not count against the limit.
+    """
+
+    def __init__(self) -> None:
+        self.connections: set[HTTPConnection] = set()
+        self.refusing: set[HTTPConnection] = set()
+        self.draining = False
+
+    def add(self, connection: HTTPConnection) -> None:
+        (self.refusing if connection.refusing else self.connections).add(connection)
+
+    def discard(self, connection: HTTPConnection) -> None:
+        (self.refusing if connection.refusing else self.connections).discard(connection)
+
+    def drain(self) -> None:
+        self.draining = True
+        for connection in [*self.connections, *self.refusing]:
+            connection.close_if_idle()
 
 
 def _client_address(stream: trio.abc.Stream) -> Address | None:
@@ -57,18 +83,47 @@ def _client_address(stream: trio.abc.Stream) -> Address | None:
     return None
 
 
-async def _refuse_overloaded(stream: trio.abc.Stream) -> None:
-    """Answer ``503`` without reading the request; ``serve_listeners`` closes the stream."""
-    with (
-        trio.move_on_after(1),
-        contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError),
-    ):
-        await stream.send_all(_OVERLOADED)
+class _AcceptFailures(logging.Filter):
+    """Turns trio's line per failed ``accept`` (every 100 ms while out of file descriptors)
+    into one line when the failures start and one with their count when accepting works
+    again."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self._since = 0.0
+        self._reason = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("accept returned"):
+            return True
+        if self.count == 0:
+            self._since = time.monotonic()
+            error = record.exc_info[1] if record.exc_info else None
+            code = getattr(error, "errno", None) or 0
+            self._reason = f"{errno.errorcode.get(code, code)} ({os.strerror(code)})"
+            log.error(
+                "cannot accept connections: %s; retrying every 0.1 s, logged again when it "
+                "recovers",
+                self._reason,
+            )
+        self.count += 1
+        return False
+
+    def recovered(self) -> None:
+        if self.count:
+            log.warning(
+                "accepting connections again after %d failed attempts in %.1f s: %s",
+                self.count,
+                time.monotonic() - self._since,
+                self._reason,
+            )
+            self.count = 0
 
 
 class Server:
-    """An HTTP server for *handler*.  Run it with :meth:`serve`; stop it by cancelling that,
-    or with :meth:`shutdown` (graceful) and :meth:`stop_now`."""
+    """An HTTP server for *handler*.  Run it once with :meth:`run`; stop it by cancelling
+    that, or with :meth:`shutdown` (graceful) and :meth:`stop_now`."""
 
     def __init__(
         self,
@@ -85,8 +140,10 @@ class Server:
         self._connections_scope: trio.CancelScope | None = None
         self._draining = trio.Event()
         self._stop_requested = False
+        self._started = False
+        self._accept_failures = _AcceptFailures()
 
-    async def serve(
+    async def run(
         self,
         listeners: Sequence[trio.abc.Listener[Any]],
         *,
@@ -95,18 +152,38 @@ class Server:
         """Accept on *listeners* until shut down; reports the bound addresses via *task_status*.
 
         Returns after a shutdown once every connection is closed.  Closes the listeners.
+        Raises ``RuntimeError`` if this server has run before: create a new one instead.
         """
-        async with trio.open_nursery() as nursery:
-            connections: trio.Nursery = await nursery.start(self._hold_connections)
-            try:
-                with self._stop_accepting:
-                    if self._stop_requested:
-                        self._stop_accepting.cancel()
-                    async with trio.open_nursery() as acceptors:
-                        await acceptors.start(self._accept, list(listeners), connections)
-                        task_status.started(_listener_addresses(listeners))
-            finally:
-                self._begin_drain(self.config.graceful_timeout)
+        if self._started:
+            raise RuntimeError("this Server has already run; create a new Server to serve again")
+        self._started = True
+        trio_accept_log = logging.getLogger("trio.serve_listeners")
+        trio_accept_log.addFilter(self._accept_failures)
+        try:
+            async with trio.open_nursery() as nursery:
+                connections: trio.Nursery = await nursery.start(self._hold_connections)
+                try:
+                    with self._stop_accepting:
+                        if self._stop_requested:
+                            self._stop_accepting.cancel()
+                        async with trio.open_nursery() as acceptors:
+                            await acceptors.start(self._accept, list(listeners), connections)
+                            task_status.started(listener_addresses(listeners))
+                finally:
+                    self._begin_drain(self.config.graceful_timeout)
+        finally:
+            trio_accept_log.removeFilter(self._accept_failures)
+            self._accept_failures.recovered()
+
+    async def serve(
+        self,
+        listeners: Sequence[trio.abc.Listener[Any]],
+        *,
+        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Deprecated alias of :meth:`run` (to be removed after 0.2)."""
+        warnings.warn("Server.serve() is now Server.run()", DeprecationWarning, stacklevel=2)
+        await self.run(listeners, task_status=task_status)
 
     async def _hold_connections(
         self, *, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED
@@ -134,15 +211,15 @@ class Server:
         )
 
     def _handle(self, stream: trio.abc.Stream) -> Coroutine[Any, Any, None]:
-        """The connection's task: ``HTTPConnection.run``, or a ``503`` when over the limit.
+        """The connection's task: ``HTTPConnection.run``, answering ``503`` when over the limit.
 
         A plain function returning the coroutine (``serve_listeners`` awaits what it returns):
         an ``async def`` here would stay suspended under every connection for its whole life,
         one more frame of memory per idle connection.
         """
+        self._accept_failures.recovered()
         limit = self.config.limit_concurrency
-        if limit is not None and len(self.registry.connections) >= limit:
-            return _refuse_overloaded(stream)
+        overloaded = limit is not None and len(self.registry.connections) >= limit
         connection = HTTPConnection(
             stream,
             self.handler,
@@ -150,6 +227,7 @@ class Server:
             client=_client_address(stream),
             registry=self.registry,
             access_logger=self._access_logger,
+            refuse_with=_OVERLOADED if overloaded else None,
         )
         return connection.run()
 
@@ -172,18 +250,6 @@ class Server:
             self._connections_scope.deadline = min(self._connections_scope.deadline, deadline)
 
 
-def _listener_addresses(listeners: Sequence[trio.abc.Listener[Any]]) -> list[Address]:
-    addresses = []
-    for listener in listeners:
-        if isinstance(listener, trio.SSLListener):
-            listener = listener.transport_listener
-        sock = getattr(listener, "socket", None)
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            host, port = sock.getsockname()[:2]
-            addresses.append((str(host), int(port)))
-    return addresses
-
-
 def serve(
     handler: Handler,
     host: str | None = "127.0.0.1",
@@ -193,7 +259,7 @@ def serve(
     backlog: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
-) -> Serving:
+) -> _ServeCall:
     """Serve *handler* (usually an :class:`~trio_http.App`) on *host*:*port*.
 
     Two ways to run it.  With ``nursery.start``, which returns the bound addresses once
@@ -214,18 +280,10 @@ def serve(
     (see :class:`Server`): in-flight requests get up to ``config.graceful_timeout`` seconds.
     Raises ``OSError`` if it cannot listen.
     """
-    return Serving(
-        handler,
-        host,
-        port,
-        config=config,
-        backlog=backlog,
-        ssl_context=ssl_context,
-        task_status=task_status,
-    )
+    return _ServeCall(handler, host, port, config, backlog, ssl_context, task_status)
 
 
-class Serving(Coroutine[Any, Any, None]):
+class _ServeCall(Coroutine[Any, Any, None]):
     """What :func:`serve` returns: a coroutine and an async context manager at once.
 
     The coroutine is created only when first driven, so using the object purely as a
@@ -237,19 +295,29 @@ class Serving(Coroutine[Any, Any, None]):
         handler: Handler,
         host: str | None,
         port: int,
-        *,
         config: ServerConfig | None,
         backlog: int | None,
         ssl_context: ssl.SSLContext | None,
         task_status: trio.TaskStatus[list[Address]],
     ) -> None:
-        self._run = partial(
-            _serve, handler, host, port, config=config, backlog=backlog, ssl_context=ssl_context
-        )
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._config = config
+        self._backlog = backlog
+        self._ssl_context = ssl_context
         self._task_status = task_status
         self._coroutine: Coroutine[Any, Any, None] | None = None
         self._exit_stack: AsyncExitStack | None = None
         self._nursery: trio.Nursery | None = None
+
+    async def _run(
+        self, *, task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        listeners = await open_listeners(
+            self._host, self._port, backlog=self._backlog, ssl_context=self._ssl_context
+        )
+        await Server(self._handler, self._config).run(listeners, task_status=task_status)
 
     def _driven(self) -> Coroutine[Any, Any, None]:
         if self._coroutine is None:
@@ -287,21 +355,5 @@ class Serving(Coroutine[Any, Any, None]):
         return suppress
 
 
-async def _serve(
-    handler: Handler,
-    host: str | None,
-    port: int,
-    *,
-    config: ServerConfig | None,
-    backlog: int | None,
-    ssl_context: ssl.SSLContext | None,
-    task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    tcp_listeners = await trio.open_tcp_listeners(port, host=host, backlog=backlog)
-    listeners: list[trio.abc.Listener[Any]] = list(tcp_listeners)
-    if ssl_context is not None:
-        listeners = [
-            trio.SSLListener(listener, ssl_context, https_compatible=True)
-            for listener in tcp_listeners
-        ]
-    await Server(handler, config).serve(listeners, task_status=task_status)
+#: Deprecated: the old name of what :func:`serve` returns.
+Serving = _ServeCall

@@ -26,9 +26,9 @@ import trio
 import trio.testing
 
 from .config import ServerConfig
-from .connection import HTTPConnection
 from .headers import HeaderInput, Headers
-from .routing import Handler
+from .http11 import HTTPConnection
+from .request import Handler
 
 __all__ = ["TestClient", "TestResponse"]
 

@@ -24,7 +24,13 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-__all__ = ["SUPERVISOR_ENV", "bind_reuse_port_listeners", "supervise", "watch_supervisor"]
+__all__ = [
+    "SUPERVISOR_ENV",
+    "reserve_port",
+    "reuse_port_supported",
+    "supervise",
+    "watch_supervisor",
+]
 
 log = logging.getLogger("trio_http")
 
@@ -55,31 +61,6 @@ def reserve_port(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-async def bind_reuse_port_listeners(
-    host: str, port: int, backlog: int
-) -> list[trio.SocketListener]:
-    """Listening sockets on every address of *host*, with ``SO_REUSEPORT`` set."""
-    addresses = await trio.socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )
-    sockets: list[trio.socket.SocketType] = []
-    try:
-        for family, kind, proto, _, address in addresses:
-            sock = trio.socket.socket(family, kind, proto)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            await sock.bind(address)
-            sock.listen(backlog)
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    return [trio.SocketListener(sock) for sock in sockets]
 
 
 async def watch_supervisor(on_gone: Callable[[], None]) -> None:

@@ -55,7 +55,7 @@ async def serve_until_stopped(
         async def serve(
             *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
         ) -> None:
-            await server.serve(listeners, task_status=task_status)
+            await server.run(listeners, task_status=task_status)
             nursery.cancel_scope.cancel()  # every connection is closed: stop watching signals
 
         addresses = await nursery.start(serve)

@@ -1,0 +1,449 @@
+"""One HTTP/1.1 connection: read a request, serve it, finish its body, next.
+
+:class:`HTTPConnection` joins the pieces: a :mod:`~trio_http.transport` carries the bytes, h11
+parses and frames, :mod:`~trio_http.protocol.rules` decides what to accept and when to close,
+a :class:`~trio_http.http11.body.RequestBody` reads the body as the handler asks, the
+:class:`~trio_http.http11.finalizer.ResponseFinalizer` completes every response and the
+:class:`~trio_http.http11.writer.ResponseWriter` sends it.  What happens to each failure:
+
+- the client goes away (:class:`ClientDisconnected`, from the transport): abort, log ``499``;
+- unparseable input (h11's ``RemoteProtocolError``): its ``4xx``, then close;
+- the handler raises :class:`HTTPError`: its response; anything else: ``500``, logged;
+- a response that cannot be completed (:class:`ResponseAborted`): logged, abort;
+- the deadline fires: nothing (idle), ``408`` (head or body), abort (write).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from typing import TYPE_CHECKING, Final
+
+import h11
+import trio
+from h11 import MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]  # public, not in __all__
+
+from ..accesslog import AccessLogger
+from ..config import ServerConfig
+from ..errors import ClientDisconnected, HTTPError
+from ..headers import Headers
+from ..protocol.rules import (
+    Limits,
+    RequestFacts,
+    check_request,
+    describe_h11_error,
+    must_close,
+    skip_empty_lines,
+)
+from ..request import Handler, Request
+from ..response import BaseResponse, Upgrade, error_response
+from ..transport import transport_for
+from .body import RequestBody
+from .finalizer import finalizer_for
+from .upgrade import UpgradedStream
+from .writer import ResponseAborted, ResponseWriter
+
+if TYPE_CHECKING:
+    from ..server import ConnectionRegistry
+
+__all__ = ["HTTPConnection"]
+
+log = logging.getLogger("trio_http.error")
+
+#: Bytes asked for per read while waiting for a request head.
+HEAD_RECEIVE_SIZE = 64 * 1024
+
+
+class _Incomplete(enum.Enum):
+    """h11 needs more bytes before it has a request head (its ``NEED_DATA``, typed)."""
+
+    HEAD = "incomplete"
+
+
+INCOMPLETE: Final = _Incomplete.HEAD
+
+
+class HTTPConnection:
+    """Serve HTTP/1.1 requests from *stream* with *handler* until either side closes.
+
+    :meth:`run` returns when the connection is done; it closes *stream* itself and does not
+    raise for anything the client does.  Cancelling it aborts the connection.  With
+    *refuse_with*, every request is answered with that error instead of the handler (the
+    server's ``503`` when over ``limit_concurrency``).
+    """
+
+    # Slots: an idle keep-alive connection is mostly this object and its task, and servers
+    # hold thousands of them (bench idle-conns scenario).
+    __slots__ = (
+        "_access_logger",
+        "_client",
+        "_client_close",
+        "_close_requested",
+        "_config",
+        "_conn",
+        "_finalizer",
+        "_handler",
+        "_limits",
+        "_refuse_with",
+        "_registry",
+        "_requests_served",
+        "_transport",
+        "_upgraded",
+        "_writer",
+    )
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        handler: Handler,
+        config: ServerConfig,
+        *,
+        client: tuple[str, int] | None = None,
+        registry: ConnectionRegistry | None = None,
+        access_logger: AccessLogger | None = None,
+        refuse_with: HTTPError | None = None,
+    ) -> None:
+        self._transport = transport_for(
+            stream, write_timeout=config.write_timeout, linger_timeout=config.linger_timeout
+        )
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
+        self._writer = ResponseWriter(self._conn, self._transport)
+        self._handler = handler
+        self._config = config
+        self._limits = Limits(
+            config.max_header_size, config.max_target_length, config.max_body_size
+        )
+        self._finalizer = finalizer_for(config)
+        self._client = client
+        self._registry = registry
+        self._access_logger = access_logger
+        self._refuse_with = refuse_with
+        self._requests_served = 0
+        #: Close after the current response (an error demanded it, or a drain).
+        self._close_requested = False
+        #: The current request's client asked to close (Connection: close, HTTP/1.0).
+        self._client_close = False
+        self._upgraded = False
+
+    # ---------------------------------------------------------------- the loop
+
+    async def run(self) -> None:
+        """Serve requests until the connection closes; always closes the transport."""
+        if self._registry is not None:
+            self._registry.add(self)
+        deadline = self._transport.deadline
+        graceful = False
+        try:
+            with deadline.scope:
+                while True:
+                    event = await self._next_request()
+                    if event is None or not await self._exchange(event):
+                        break
+                    event = None  # not kept alive by this frame while the connection idles
+                graceful = True  # left the loop, not by a fired deadline
+            if deadline.fired:
+                graceful = await self._on_timeout()
+        except (ClientDisconnected, ResponseAborted):
+            graceful = False
+        finally:
+            if self._registry is not None:
+                self._registry.discard(self)
+            await self._transport.close(linger=graceful and not self._client_is_done())
+
+    async def _exchange(self, event: h11.Request | HTTPError) -> bool:
+        """Answer one request and log it; returns whether the connection goes on."""
+        started = time.perf_counter()
+        request: Request | None = None
+        status, sent = 500, 0
+        try:
+            if isinstance(event, HTTPError):  # the request could not be parsed
+                status, sent = await self._respond(None, None, self._error(event))
+                return False
+            request, body, refusal = self._start_request(event)
+            if refusal is not None:
+                response = self._error(refusal)
+            else:
+                response = await self._call_handler(request)
+            status, sent = await self._respond(request, body, response)
+        except ClientDisconnected:
+            status = 499  # nginx's "client closed request", familiar to operators
+            raise
+        finally:
+            self._log_access(request, status, sent, started)
+        if self._upgraded or self._conn.our_state is h11.MUST_CLOSE:
+            return False
+        if not await body.drain(self._config.max_drain_size):
+            return False
+        self._start_next_cycle(had_body=body.expected)
+        return True
+
+    @property
+    def refusing(self) -> bool:
+        """Whether this connection only answers with an error (the server is overloaded)."""
+        return self._refuse_with is not None
+
+    def close_if_idle(self) -> None:
+        """Close now if waiting for the next request; else close after the current one."""
+        self._close_requested = True
+        if self._transport.deadline.waiting_for == "idle":
+            self._transport.deadline.cancel()
+
+    def _draining(self) -> bool:
+        return self._registry is not None and self._registry.draining
+
+    # ---------------------------------------------------------------- reading a request head
+
+    async def _next_request(self) -> h11.Request | HTTPError | None:
+        """The next request head, or ``None`` when the connection should end quietly.
+
+        Parses what is buffered first (pipelining); otherwise waits for the first bytes within
+        the keep-alive timeout (``header_timeout`` before the first request), then for the
+        rest of the head within ``header_timeout`` of them.
+        """
+        event = self._parse()
+        if event is not INCOMPLETE:
+            # Already buffered: nothing has yielded to other tasks, so do it here, once a
+            # request, or a pipelining client could starve the others.
+            await trio.lowlevel.checkpoint()
+            return event
+        if not self._conn.trailing_data[0]:  # idle: nothing of the next request yet
+            if self._close_requested or self._draining():
+                return None
+            config = self._config
+            timeout = config.keep_alive_timeout if self._requests_served else config.header_timeout
+            data = await self._transport.receive("idle", timeout, HEAD_RECEIVE_SIZE)
+            if self._feed_head(data, at_start=True):
+                event = self._parse()
+                if event is not INCOMPLETE:
+                    return event
+        return await self._rest_of_head()
+
+    async def _rest_of_head(self) -> h11.Request | HTTPError | None:
+        """Read until the head whose first bytes have arrived is complete (``header_timeout``)."""
+        timeout = self._config.header_timeout
+        wait_until = None if timeout is None else trio.current_time() + timeout
+        started = bool(self._conn.trailing_data[0])
+        while True:
+            remaining = None if wait_until is None else wait_until - trio.current_time()
+            data = await self._transport.receive("head", remaining, HEAD_RECEIVE_SIZE)
+            started = self._feed_head(data, at_start=not started) or started
+            event = self._parse()
+            if event is not INCOMPLETE:
+                return event
+
+    def _feed_head(self, data: bytes, *, at_start: bool) -> bool:
+        """Give h11 bytes of a request head; returns whether any were more than empty lines."""
+        if at_start:
+            data = skip_empty_lines(data)
+        if data or self._transport.eof:  # b"" tells h11 the client closed
+            self._conn.receive_data(data)
+        return bool(data)
+
+    def _parse(self) -> h11.Request | HTTPError | _Incomplete | None:
+        """h11's next event at the start of a cycle: a request head, ``None`` when the client
+        closed, the :class:`HTTPError` for unparseable input, or ``INCOMPLETE``."""
+        try:
+            event = self._conn.next_event()
+        except h11.RemoteProtocolError as exc:
+            log.info("%s: bad request: %s", self._peer(), exc)
+            return HTTPError(exc.error_status_hint, describe_h11_error(exc), close=True)
+        if isinstance(event, h11.Request):
+            return event
+        if isinstance(event, h11.ConnectionClosed):
+            return None
+        return INCOMPLETE
+
+    def _start_next_cycle(self, *, had_body: bool) -> None:
+        self._conn.start_next_cycle()
+        if not had_body:
+            return
+        # An old client's stray CRLF after a body (RFC 9112 §2.2: ignore it).  It is already in
+        # h11's buffer, which cannot be edited: start a fresh h11 connection with the rest.
+        pending, closed = self._conn.trailing_data
+        if pending[:1] in (b"\r", b"\n") and (rest := skip_empty_lines(pending)) != pending:
+            conn = h11.Connection(
+                h11.SERVER, max_incomplete_event_size=self._config.max_header_size
+            )
+            conn.receive_data(rest)
+            if closed:
+                conn.receive_data(b"")
+            self._conn = conn
+            self._writer = ResponseWriter(conn, self._transport)
+
+    # ---------------------------------------------------------------- serving
+
+    def _start_request(self, event: h11.Request) -> tuple[Request, RequestBody, HTTPError | None]:
+        """Check the request and build it; returns it, its body, and the error to answer
+        instead of calling the handler, if any."""
+        self._requests_served += 1
+        facts = check_request(event, self._limits)
+        refusal = self._refuse_with
+        if isinstance(facts, HTTPError):
+            refusal = facts
+            method, target = event.method.decode("ascii"), event.target.decode("ascii")
+            log.info("%s: refused %s %s: %s", self._peer(), method, target, facts)
+            # Nothing more of this request is read: treat its body as unknown and unread.
+            facts = RequestFacts(event.http_version != b"1.1", None, has_body=True)
+        self._client_close = facts.client_close
+        body = RequestBody(
+            self._conn,
+            self._transport,
+            declared=facts.declared_length,
+            expected=facts.has_body,
+            max_body_size=self._config.max_body_size,
+            timeout=self._config.body_timeout,
+        )
+        request = Request(
+            event.method.decode("ascii"),
+            event.target.decode("ascii"),
+            Headers.from_raw(list(event.headers)),
+            http_version=event.http_version.decode("ascii"),
+            client=self._client,
+            body_source=body,
+        )
+        if not body.expected:
+            # Let h11 reach the end of the request now (no I/O needed), so that their_state
+            # says DONE rather than "body not read".
+            end = self._conn.next_event()
+            assert isinstance(end, h11.EndOfMessage), end
+        return request, body, refusal
+
+    async def _call_handler(self, request: Request) -> BaseResponse:
+        """The handler's response, or the error response for what it raised."""
+        try:
+            return await self._handler(request)
+        except HTTPError as exc:
+            return self._error(exc)
+        except ClientDisconnected:
+            raise
+        except Exception:
+            log.exception(
+                "%s: handler failed for %s %s", self._peer(), request.method, request.target
+            )
+            self._close_requested = True
+            return error_response(500, "the server failed to handle this request")
+
+    def _error(self, error: HTTPError) -> BaseResponse:
+        if error.close:
+            self._close_requested = True
+        return error_response(error.status, error.detail, error.headers)
+
+    # ---------------------------------------------------------------- responding
+
+    async def _respond(
+        self, request: Request | None, body: RequestBody | None, response: BaseResponse
+    ) -> tuple[int, int]:
+        """Send *response* (or switch protocols); returns the status and body bytes sent."""
+        if isinstance(response, Upgrade):
+            return await self._switch_protocols(request, response), 0
+        try:
+            return await self._send(request, body, response)
+        except ResponseAborted as exc:
+            log.error("%s: response aborted: %s", self._peer(), exc, exc_info=exc.__cause__)
+            raise
+
+    def _log_access(self, request: Request | None, status: int, sent: int, started: float) -> None:
+        if self._access_logger is not None:
+            duration = time.perf_counter() - started
+            self._access_logger.log(request, status, sent, duration, self._client)
+
+    async def _send(
+        self, request: Request | None, body: RequestBody | None, response: BaseResponse
+    ) -> tuple[int, int]:
+        """Finalize and write *response*; returns the status sent and the body bytes sent.
+
+        A response h11 cannot frame (a handler's invalid header value) is replaced by ``500``.
+        """
+        last = self._is_last(request, body)
+        try:
+            try:
+                response, head = await self._finalizer.finalize(request, response, last=last)
+            except h11.LocalProtocolError as exc:
+                await response.aclose()
+                log.error("%s: handler returned an invalid response: %s", self._peer(), exc)
+                self._close_requested = True
+                response = error_response(500, "the handler returned an invalid response")
+                response, head = await self._finalizer.finalize(request, response, last=True)
+            head_only = request is not None and request.method == "HEAD"
+            return response.status, await self._writer.write(head, response, head_only=head_only)
+        finally:
+            await response.aclose()
+
+    def _is_last(self, request: Request | None, body: RequestBody | None) -> bool:
+        """Whether the response about to be sent is the connection's last."""
+        if request is None or body is None:
+            return True
+        config = self._config
+        return must_close(
+            close_requested=self._close_requested,
+            client_close=self._client_close,
+            draining=self._draining(),
+            requests_served=self._requests_served,
+            max_requests=config.max_requests_per_connection,
+            body=body.unread(),
+            max_drain_size=config.max_drain_size,
+        )
+
+    async def _switch_protocols(self, request: Request | None, upgrade: Upgrade) -> int:
+        """Send ``101``, hand the stream (and h11's unread bytes) to the upgrade's handler."""
+        conn = self._conn
+        # MIGHT_SWITCH_PROTOCOL: the client asked to upgrade and its request is complete.
+        if request is None or conn.their_state is not MIGHT_SWITCH_PROTOCOL:
+            log.error(
+                "%s: the handler returned an Upgrade for a request that did not ask to upgrade "
+                "or has a body",
+                self._peer(),
+            )
+            self._close_requested = True
+            status, _ = await self._send(request, None, error_response(500, "cannot upgrade"))
+            return status
+        await self._writer.write_informational(self._finalizer.switching_protocols(upgrade))
+        self._upgraded = True
+        stream = UpgradedStream(self._transport.stream, conn.trailing_data[0])
+        try:
+            await upgrade.handler(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away: the protocol's handler had nothing more to do
+        except Exception:
+            log.exception("%s: upgrade handler failed for %s", self._peer(), request.target)
+        return 101
+
+    # ---------------------------------------------------------------- ending
+
+    async def _on_timeout(self) -> bool:
+        """Answer a fired deadline; returns whether the close may linger."""
+        waiting_for = self._transport.deadline.waiting_for
+        if waiting_for == "idle":
+            # Nothing is in flight, so no need to linger -- unless a request arrived just as
+            # the timeout fired: closing on its unread bytes would send a reset.
+            return self._transport.input_pending()
+        if waiting_for in ("head", "body") and self._conn.our_state in (
+            h11.IDLE,
+            h11.SEND_RESPONSE,
+        ):
+            what = "request head" if waiting_for == "head" else "request body"
+            log.info("%s: timed out waiting for the %s", self._peer(), what)
+            started = time.perf_counter()
+            with trio.move_on_after(self._config.linger_timeout):
+                error = HTTPError(408, f"timed out waiting for the {what}", close=True)
+                status, sent = await self._respond(None, None, self._error(error))
+                self._log_access(None, status, sent, started)
+            return True
+        log.info("%s: timed out waiting for the client to read the response", self._peer())
+        return False
+
+    def _client_is_done(self) -> bool:
+        """The client said it sends nothing more, and all it sent was read (so closing at once
+        cannot reset a response: no lingering needed, RFC 9112 §9.6)."""
+        conn = self._conn
+        return (
+            self._upgraded
+            or (self._client_close
+            and conn.their_state in (h11.DONE, h11.MUST_CLOSE)
+            and not conn.trailing_data[0]
+            and not self._transport.input_pending())  # e.g. a stray CRLF after a body
+        )
+
+    def _peer(self) -> str:
+        return f"{self._client[0]}:{self._client[1]}" if self._client else "client"

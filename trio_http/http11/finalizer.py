@@ -1,0 +1,125 @@
+"""The one place every response passes before it is sent, whoever made it.
+
+Handler responses, error responses, ``304`` and ``206`` from the file server, the connection's
+own ``408`` and ``503``: :meth:`ResponseFinalizer.finalize` gives each the same treatment:
+
+1. the content coding the client accepts, with ``Vary: Accept-Encoding`` and the variant's
+   ``ETag`` (also on a ``304`` or ``206`` that stands for a compressible representation);
+2. ``Content-Length`` from the body itself (never from the handler);
+3. ``Date``, ``Server``, and ``Connection: close`` or ``Keep-Alive``.
+
+A new header policy (HSTS, CORS, custom headers) belongs here.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import h11
+
+from ..compression import negotiate_and_encode
+from ..config import ServerConfig
+from ..httpdate import format_http_date
+from ..protocol.h11_events import ResponseHeadCache
+from ..request import Request
+from ..response import BaseResponse, reason_phrase
+
+__all__ = ["ResponseFinalizer", "finalizer_for"]
+
+#: Status codes that must not carry Content-Length (RFC 9110 §8.6) or a body.
+_NO_LENGTH_STATUSES = frozenset({204, 304})
+
+
+class _DateCache:
+    """The ``Date`` value, formatted once per second rather than once per response."""
+
+    __slots__ = ("_second", "_value")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = b""
+
+    def get(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = format_http_date(now).encode("ascii")
+        return self._value
+
+
+_date_cache = _DateCache()
+_response_heads = ResponseHeadCache()
+
+
+class ResponseFinalizer:
+    """Finalizes responses for the servers sharing one :class:`~trio_http.ServerConfig`.
+
+    Shared by all their connections (see :func:`finalizer_for`): an idle connection holds no
+    copy of the fixed fields.
+    """
+
+    __slots__ = ("_constant_fields", "_date_header", "_keep_alive_field", "_policy")
+
+    def __init__(self, config: ServerConfig) -> None:
+        self._policy = config.compression
+        self._date_header = config.date_header
+        self._constant_fields: tuple[tuple[bytes, bytes], ...] = (
+            ((b"server", config.server_header.encode("latin-1")),) if config.server_header else ()
+        )
+        # Keep-Alive takes whole seconds: rounded down (the client closes a little early, which
+        # is safe), and left out below one second rather than advertise "timeout=0".
+        timeout = config.keep_alive_timeout
+        self._keep_alive_field = (
+            None if timeout is None or timeout < 1 else (b"keep-alive", b"timeout=%d" % timeout)
+        )
+
+    async def finalize(
+        self, request: Request | None, response: BaseResponse, *, last: bool
+    ) -> tuple[BaseResponse, h11.Response]:
+        """The response to send (perhaps encoded) and its head.
+
+        *request* is ``None`` for an answer to a request that could not be parsed; *last* says
+        whether the connection closes after this response.  Raises ``h11.LocalProtocolError``
+        if the head is invalid (a handler put a bad value in a header).
+        """
+        if request is not None:
+            response = await negotiate_and_encode(
+                response, request.headers.get("accept-encoding"), self._policy
+            )
+        return response, self._head(response, last=last, keep_alive=request is not None)
+
+    def switching_protocols(self, response: BaseResponse) -> h11.InformationalResponse:
+        """The head of a ``101`` (an :class:`~trio_http.Upgrade`): its fields, Date, Server."""
+        raw = response.headers.raw
+        if self._date_header:
+            raw.append((b"date", _date_cache.get()))
+        raw.extend(self._constant_fields)
+        return h11.InformationalResponse(status_code=101, headers=raw, reason=reason_phrase(101))
+
+    def _head(self, response: BaseResponse, *, last: bool, keep_alive: bool) -> h11.Response:
+        headers = response.headers
+        raw = headers.raw
+        for name, _ in raw:
+            if name == b"content-length":
+                headers.remove("content-length")  # ours to set, from the body itself
+                raw = headers.raw
+                break
+        length = response.content_length
+        if length is not None and response.status not in _NO_LENGTH_STATUSES:
+            raw.append((b"content-length", b"%d" % length))
+        if self._date_header:
+            raw.append((b"date", _date_cache.get()))
+        raw.extend(self._constant_fields)
+        if last:
+            raw.append((b"connection", b"close"))
+        elif self._keep_alive_field is not None and keep_alive:
+            raw.append(self._keep_alive_field)
+        status = response.status
+        return _response_heads.get(status, reason_phrase(status), raw)
+
+
+@functools.lru_cache(maxsize=16)
+def finalizer_for(config: ServerConfig) -> ResponseFinalizer:
+    """The finalizer for *config*, built once per configuration."""
+    return ResponseFinalizer(config)

@@ -1,0 +1,172 @@
+"""What a connection needs from the bytes under it, and the one deadline that bounds them.
+
+A :class:`Transport` reads, writes, sends files and closes; it knows nothing of HTTP.  Every
+network failure is mapped to :class:`~trio_http.ClientDisconnected` here, in
+:data:`network_errors`, and nowhere else: anything else that escapes a transport is a bug or a
+server-side failure (a file that cannot be read), and is reported as such.
+
+Timeouts: a connection has one :class:`Deadline`, a ``trio.CancelScope`` entered once around
+its whole life.  A transport arms it before each wait and disarms it after, so no scope is
+created per I/O call.  When it fires, :attr:`Deadline.waiting_for` says what the connection was
+waiting for, which decides the answer (nothing, ``408``, or an abort).
+"""
+
+from __future__ import annotations
+
+import abc
+import errno
+import math
+from types import TracebackType
+from typing import BinaryIO, Literal
+
+import trio
+
+from ..errors import ClientDisconnected
+
+__all__ = ["Deadline", "Transport", "Waiting", "network_errors"]
+
+#: What a connection can be waiting for when its deadline fires.
+Waiting = Literal["idle", "head", "body", "write", "nothing"]
+
+#: errno values that mean the peer or the network went away, not that we did something wrong.
+_PEER_GONE = frozenset(
+    {
+        errno.EPIPE,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ETIMEDOUT,
+        errno.ENOTCONN,
+        errno.ESHUTDOWN,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.ENETRESET,
+    }
+)
+
+
+class _NetworkErrors:
+    """``with network_errors:`` turns trio's stream errors and a peer's socket errors into
+    :class:`ClientDisconnected`; every other exception passes through unchanged."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, trio.BrokenResourceError) or (
+            isinstance(exc, OSError) and exc.errno in _PEER_GONE
+        ):
+            raise ClientDisconnected(str(exc) or type(exc).__name__) from exc
+        if isinstance(exc, trio.ClosedResourceError):
+            # Closed under us: by a drain or abort (expected), never by the client itself.
+            raise ClientDisconnected("the connection was closed") from exc
+
+
+network_errors = _NetworkErrors()
+
+
+class Deadline:
+    """The one cancel scope that bounds every wait of a connection, and what it bounds now."""
+
+    __slots__ = ("scope", "waiting_for")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.waiting_for: Waiting = "nothing"
+
+    def arm(self, waiting_for: Waiting, timeout: float | None) -> None:
+        """Before blocking: note what for, and fire after *timeout* (``None``: never)."""
+        self.waiting_for = waiting_for
+        if timeout is not None:
+            self.scope.deadline = trio.current_time() + timeout
+
+    def disarm(self) -> None:
+        """After blocking.  Never in a ``finally``: a fired deadline keeps ``waiting_for``."""
+        self.scope.deadline = math.inf
+        self.waiting_for = "nothing"
+
+    async def deliver_late_cancel(self) -> None:
+        """Raise ``Cancelled`` now if the scope was cancelled while the wait ended.
+
+        trio wakes a task for I/O before it expires deadlines, so a wait can return normally in
+        the same tick in which its deadline passed (or a drain cancelled it); the cancellation
+        would then hit the next checkpoint, in a handler, as a mysterious abort.  Raised here,
+        it is still attributed to the wait (``waiting_for``).
+        """
+        if self.scope.cancel_called:
+            await trio.lowlevel.checkpoint()
+
+    @property
+    def fired(self) -> bool:
+        """Whether the deadline (or :meth:`cancel`) ended the connection's scope."""
+        return self.scope.cancelled_caught
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+
+
+class Transport(abc.ABC):
+    """The bytes under one HTTP connection.
+
+    Methods raise :class:`~trio_http.ClientDisconnected` when the peer goes away and
+    ``Cancelled`` when :attr:`deadline` fires; they never wait longer than the timeout given
+    (or ``write_timeout`` for sending).  :meth:`close` is always the last call.
+    """
+
+    __slots__ = ("_linger_timeout", "_write_timeout", "deadline", "eof")
+
+    def __init__(self, *, write_timeout: float | None, linger_timeout: float) -> None:
+        self.deadline = Deadline()
+        #: The peer has closed its sending side (a read returned nothing).
+        self.eof = False
+        self._write_timeout = write_timeout
+        self._linger_timeout = linger_timeout
+
+    @property
+    @abc.abstractmethod
+    def stream(self) -> trio.abc.Stream:
+        """The trio stream underneath, for a protocol that takes the connection over."""
+
+    @abc.abstractmethod
+    async def receive(self, waiting_for: Waiting, timeout: float | None, max_bytes: int) -> bytes:
+        """Read up to *max_bytes* within *timeout*; ``b""`` when the peer has closed."""
+
+    @abc.abstractmethod
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        """Write all of *data*; ``write_timeout`` bounds each stall."""
+
+    @abc.abstractmethod
+    async def send_file(self, file: BinaryIO, offset: int, length: int) -> None:
+        """Write *length* bytes of *file* from *offset*, without reading it on the event loop.
+
+        Raises :class:`~trio_http.response.FileChangedError` if the file ends early.
+        """
+
+    def input_pending(self) -> bool:
+        """Whether bytes from the peer wait unread below us (known only for plain sockets)."""
+        return False
+
+    async def _linger(self, stream: trio.abc.HalfCloseableStream) -> None:
+        """Half-close, then read and discard until the peer closes or linger_timeout passes."""
+        with trio.move_on_after(self._linger_timeout):
+            try:
+                await stream.send_eof()
+                while await stream.receive_some(64 * 1024):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass  # the peer is gone: nothing left to protect
+
+    @abc.abstractmethod
+    async def close(self, *, linger: bool) -> None:
+        """Close.  With *linger*: half-close, read and discard until the peer closes or
+        ``linger_timeout`` passes, then close, so the last response is not destroyed by a
+        reset (RFC 9112 §9.6)."""
