@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import gzip
 import json
 import logging
 import os
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -596,6 +599,124 @@ async def test_concurrent_writers_one_complete_body_wins(root: Path) -> None:
         for body in bodies:
             nursery.start_soon(write, body)
     assert (root / "contested").read_bytes() in bodies
+    assert leftovers(root) == []
+
+
+# ---------------------------------------------------------------- stale uploads
+
+
+def test_remove_stale_uploads(root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    stale = [
+        root / f"{TEMP_PREFIX}aaaaaaaa.part",
+        root / "sub" / f"{TEMP_PREFIX}bbbbbbbb.part",
+        root / "sub" / "deeper" / "deepest" / f"{TEMP_PREFIX}cccccccc.part",
+        root / ".hidden-dir" / f"{TEMP_PREFIX}dddddddd.part",  # written with hidden names on
+    ]
+    live = root / "sub" / f"{TEMP_PREFIX}live0000.part"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / f"{TEMP_PREFIX}notmine0.part").write_bytes(b"outside the root")
+    (tmp_path / "target.part").write_bytes(b"a symlink's target")
+    kept = [
+        root / "hello.txt",
+        root / ".secret",
+        root / f"{TEMP_PREFIX}notes.txt",  # the prefix, but not a temporary file's name
+        root / "sub" / "upload.part",
+        root / "sub" / ".hidden.part",
+        live,
+        root / f"{TEMP_PREFIX}link0000.part",  # a symlink: not followed, not removed
+        root / "outdir",  # a symlink to a directory outside: not descended into
+        root / f"{TEMP_PREFIX}dir00000.part",  # a directory
+        tmp_path / "elsewhere" / f"{TEMP_PREFIX}notmine0.part",
+        tmp_path / "target.part",
+    ]
+    for path in [*stale, live, root / f"{TEMP_PREFIX}notes.txt"]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half an upload")
+    (root / "sub" / "upload.part").write_bytes(b"user data")
+    (root / "sub" / ".hidden.part").write_bytes(b"user data")
+    (root / f"{TEMP_PREFIX}link0000.part").symlink_to(tmp_path / "target.part")
+    (root / "outdir").symlink_to(tmp_path / "elsewhere")
+    (root / f"{TEMP_PREFIX}dir00000.part").mkdir()
+    server = FileServer(root)
+    with open(live, "rb") as upload:  # a live upload in this or another process holds its lock
+        fcntl.flock(upload.fileno(), fcntl.LOCK_EX)
+        with caplog.at_level(logging.INFO, logger="trio_http.error"):
+            assert server.remove_stale_uploads() == 4
+    assert [path for path in stale if path.exists()] == []
+    assert [path for path in kept if not path.exists() and not path.is_symlink()] == []
+    assert (root / "hello.txt").read_bytes() == b"hello world\n"
+    assert (tmp_path / "target.part").read_bytes() == b"a symlink's target"
+    [record] = [r for r in caplog.records if r.name == "trio_http.error"]
+    assert record.levelno == logging.INFO
+    assert "4" in record.getMessage()
+    # The lock is released (the upload died): now it is stale too.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="trio_http.error"):
+        assert server.remove_stale_uploads() == 1
+        assert not live.exists()
+        assert server.remove_stale_uploads() == 0
+    assert len([r for r in caplog.records if r.name == "trio_http.error"]) == 1  # none for 0
+
+
+async def test_live_upload_survives_remove_stale_uploads(root: Path) -> None:
+    app = App()
+    server = FileServer(root)
+    server.install(app)
+    release = trio.Event()
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"first half, "
+        await release.wait()
+        yield b"second half"
+
+    async def upload() -> None:
+        async with TestClient(app) as client:
+            assert (await client.put("/files/sub/live.txt", body())).status == 201
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(upload)
+        # The server creates its temporary file after a mkdir in a worker thread: poll for it.
+        with trio.fail_after(5):
+            while not leftovers(root):  # noqa: ASYNC110 (nothing to wait on in the file system)
+                await trio.sleep(0.01)
+        assert await trio.to_thread.run_sync(server.remove_stale_uploads) == 0
+        assert len(leftovers(root)) == 1
+        release.set()
+    assert (root / "sub" / "live.txt").read_bytes() == b"first half, second half"
+    assert leftovers(root) == []
+
+
+@pytest.mark.parametrize("race", ["locked", "deleted"])
+async def test_upload_retries_when_a_remover_takes_its_fresh_temp_file(
+    root: Path, monkeypatch: pytest.MonkeyPatch, race: str
+) -> None:
+    # Between mkstemp and flock, a remover in another worker may find the new file unlocked
+    # and delete it; the upload then starts over with a new temporary file.
+    real_mkstemp = tempfile.mkstemp
+    calls: list[str] = []
+
+    def mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        fd, name = real_mkstemp(*args, **kwargs)
+        calls.append(name)
+        if len(calls) == 1:
+            remover = os.open(name, os.O_RDONLY)
+            fcntl.flock(remover, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if race == "deleted":
+                os.unlink(name)
+                os.close(remover)
+            else:  # still holding the lock: it will delete the file once the writer gives up
+                holding.append(remover)
+        return fd, name
+
+    holding: list[int] = []
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    async with TestClient(build_app(root)) as client:
+        assert (await client.put("/files/raced.txt", b"data")).status == 201
+    for fd in holding:
+        os.unlink(calls[0])
+        os.close(fd)
+    assert len(calls) == 2
+    assert (root / "raced.txt").read_bytes() == b"data"
     assert leftovers(root) == []
 
 

@@ -8,6 +8,10 @@ temporary file.  Every path goes through :func:`~trio_http.paths.resolve_path` f
 ``OSError`` from a call on a client's path through :func:`~trio_http.paths.http_error_for`,
 so what a client can name never makes a ``500``.
 
+While a temporary file is written, its writer holds an exclusive ``flock`` on it.  A server
+killed outright (``SIGKILL``, a crash) leaves its temporary files behind; at startup,
+:meth:`FileServer.remove_stale_uploads` deletes those that no process holds locked.
+
 Blocking file-system calls that can take long (reading a directory, writing, ``fsync``) run in
 worker threads; ``stat`` and ``open`` stay on the event loop, where they cost microseconds on
 local disks.
@@ -16,8 +20,10 @@ local disks.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import io
+import logging
 import mimetypes
 import os
 import re
@@ -42,6 +48,8 @@ from .routing import App
 
 __all__ = ["FileServer"]
 
+log = logging.getLogger("trio_http.error")
+
 #: Built-in table only: ``mimetypes.guess_type`` would also read the machine's mime.types,
 #: which makes the answer depend on where the server runs.
 _MIME = mimetypes.MimeTypes()
@@ -49,6 +57,7 @@ _MIME = mimetypes.MimeTypes()
 WRITE_BUFFER_SIZE = 1024 * 1024
 #: Temporary upload files: hidden, so never listed or served, and recognisable.
 TEMP_PREFIX = ".trio-http-upload-"
+TEMP_SUFFIX = ".part"
 _JSON = "application/json"
 _HTML = "text/html; charset=utf-8"
 #: The suffix compression adds to an ETag (see compression.negotiate_and_encode).
@@ -277,6 +286,33 @@ class FileServer:
                 entries.append(Entry(item.name, stat.S_ISDIR(st.st_mode), st.st_size, st.st_mtime))
         return entries
 
+    # ------------------------------------------------------------------ stale uploads
+
+    def remove_stale_uploads(self) -> int:
+        """Delete the temporary files of uploads that no process is writing; return how many.
+
+        Walks the served tree (symlinks are not followed; what cannot be read is skipped) for
+        regular files named like temporary uploads, and deletes each one it can lock: a live
+        upload, in this process or in another worker serving the same directory, holds its
+        lock and is kept.  Blocking: run it in a worker thread, once at startup::
+
+            await trio.to_thread.run_sync(file_server.remove_stale_uploads)
+        """
+        removed = 0
+        for directory, _, names in os.walk(self.policy.root):  # errors skipped, links not followed
+            for name in names:
+                if (
+                    name.startswith(TEMP_PREFIX)
+                    and name.endswith(TEMP_SUFFIX)
+                    and _remove_if_stale(os.path.join(directory, name))
+                ):
+                    removed += 1
+        if removed:
+            log.info(
+                "removed %d stale upload temporary file(s) under %s", removed, self.policy.root
+            )
+        return removed
+
     # ------------------------------------------------------------------ writing
 
     async def post(self, request: Request) -> Response:
@@ -339,7 +375,7 @@ class FileServer:
         return st is None
 
     async def _write_atomically(self, request: Request, target: Path) -> None:
-        fd, temp_name = tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=".part")
+        fd, temp_name = _locked_temp_file(target.parent)
         renamed = False
         try:
             pending = bytearray()
@@ -355,6 +391,51 @@ class FileServer:
             if not renamed:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(temp_name)
+
+
+def _locked_temp_file(directory: Path) -> tuple[int, str]:
+    """A new temporary file in *directory*, open and locked (``flock``) by this process.
+
+    Between ``mkstemp`` and ``flock`` the file is unlocked, and a :meth:`remove_stale_uploads`
+    in another worker may take it for stale and delete it; then this starts over.
+    """
+    for _ in range(5):
+        fd, name = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)  # a remover holds it, and deletes it
+            continue
+        except OSError:
+            return fd, name  # no locks on this file system: removers skip its files too
+        if os.fstat(fd).st_nlink:
+            return fd, name
+        os.close(fd)  # a remover deleted it before the lock was taken
+    raise HTTPError(503, "could not create a temporary file", close=True)
+
+
+def _remove_if_stale(path: str) -> bool:
+    """Delete the temporary upload file *path* if no process holds its lock."""
+    try:
+        # O_NOFOLLOW: never a symlink's target; O_NONBLOCK: a FIFO does not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live upload holds it: OSError
+        # Delete only the file that was locked, not one renamed to that name meanwhile.
+        current = os.stat(path, follow_symlinks=False)
+        if (current.st_dev, current.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # releases the lock
 
 
 async def _redirect_to_directory(request: Request) -> Response:
