@@ -12,13 +12,14 @@ import h11
 import pytest
 import trio
 import trio.testing
+from stream_pairs import KINDS, stream_pair
 
 from trio_http import App, HTTPError, Request, Response, ServerConfig, StreamingResponse
 from trio_http.headers import Headers
 from trio_http.http11 import HTTPConnection
 from trio_http.server import ConnectionRegistry
 
-Client = trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]
+Client = trio.abc.HalfCloseableStream
 
 
 def make_app() -> App:
@@ -82,16 +83,19 @@ def make_app() -> App:
 Run = Callable[..., Awaitable[tuple[Client, trio.Event]]]
 
 
-@pytest.fixture
-async def run(nursery: trio.Nursery) -> Run:
-    """Start a connection with the given config; return the client end and a 'done' event."""
+@pytest.fixture(params=KINDS)
+async def run(nursery: trio.Nursery, request: pytest.FixtureRequest) -> Run:
+    """Start a connection with the given config; return the client end and a 'done' event.
+
+    Parametrised: every test using it runs over an in-memory stream and a real socket pair.
+    """
 
     async def start(
         config: ServerConfig | None = None,
         registry: ConnectionRegistry | None = None,
         app: App | None = None,
     ) -> tuple[Client, trio.Event]:
-        client, server = trio.testing.memory_stream_pair()
+        client, server = await stream_pair(request.param)
         connection = HTTPConnection(
             server,
             app or make_app(),

@@ -32,6 +32,7 @@ import trio
 import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from stream_pairs import KINDS, stream_pair
 
 from trio_http import (
     App,
@@ -238,6 +239,20 @@ PATIENT = ServerConfig(
 )
 
 
+#: The kind of stream pair the current test talks over (see the transport_kind fixture).
+_kind = "memory"
+
+
+@pytest.fixture(autouse=True, params=KINDS)
+def transport_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs twice: over an in-memory stream and over a real socket pair, so
+    the fuzzing reaches the production transport too."""
+    global _kind
+    _kind = request.param
+    yield _kind
+    _kind = "memory"
+
+
 @dataclass
 class Conversation:
     data: bytes
@@ -262,7 +277,7 @@ async def converse(
     client closes and the server's ``run()`` must return.
     """
     recorder = Recorder()
-    client, server = trio.testing.memory_stream_pair()
+    client, server = await stream_pair(_kind)
     connection = HTTPConnection(
         server, handler or make_app(recorder), config, client=("127.0.0.1", 1234)
     )
@@ -364,7 +379,7 @@ async def fuzz_conversation(
 ) -> FuzzResult:
     """Deliver *pieces* (the server sees each on its own), pausing after each, then half-close."""
     recorder = Recorder()
-    client, server = trio.testing.memory_stream_pair()
+    client, server = await stream_pair(_kind)
     connection = HTTPConnection(server, make_app(recorder), config, client=("127.0.0.1", 1))
     received = bytearray()
     times: dict[str, float] = {}
@@ -1263,7 +1278,7 @@ async def test_slowloris_gets_408_while_normal_clients_are_served(
     finished: list[HTTPConnection] = []
 
     async def connect(nursery: trio.Nursery) -> Client:
-        client, server = trio.testing.memory_stream_pair()
+        client, server = await stream_pair(_kind)
         connection = HTTPConnection(server, app, config, client=("127.0.0.1", 2))
 
         async def serve() -> None:
