@@ -8,15 +8,15 @@ The comparison is on resolved paths by component, never on string prefixes (``/s
 not inside ``/srv/data``).
 
 It touches the file system only with ``lstat`` on the components below the root (the root is
-already real) and, once a symlink turns up, ``os.path.realpath``; nothing is opened.
-
-:func:`http_error_for` is the one place where an ``OSError`` from a file-system call on a
-client-chosen path becomes an answer: a name too long, a path through a file, a symlink loop
-are the client's doing and get a ``4xx``, not a ``500`` with a traceback.  A
+already real) and, once a symlink turns up, ``os.path.realpath``; nothing is opened.  A
 symlink swapped in between this check and the ``open`` that follows could still escape; the
 file server narrows that window by opening the resolved path, not the requested one.  The
 root itself is resolved once, when the server starts: replacing a directory above it by a
 symlink later moves what is served, as it would for any server configured with that path.
+
+:func:`http_error_for` is the one place where an ``OSError`` from a file-system call on a
+client-chosen path becomes an answer: a name too long, a path through a file, a symlink loop
+are the client's doing and get a ``4xx``, not a ``500`` with a traceback.
 """
 
 from __future__ import annotations
