@@ -49,7 +49,7 @@ from trio_http.http11 import HTTPConnection
 from trio_http.listeners import Address
 from trio_http.request import Handler
 
-Client = trio.StapledStream[trio.testing.MemorySendStream, trio.testing.MemoryReceiveStream]
+Client = trio.abc.HalfCloseableStream
 
 # ---------------------------------------------------------------- the app under attack
 

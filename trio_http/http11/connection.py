@@ -15,10 +15,9 @@ a :class:`~trio_http.http11.body.RequestBody` reads the body as the handler asks
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
-from typing import TYPE_CHECKING, Final
+from typing import Protocol
 
 import h11
 import trio
@@ -28,40 +27,30 @@ from ..accesslog import AccessLogger
 from ..config import ServerConfig
 from ..errors import ClientDisconnected, HTTPError
 from ..headers import Headers
-from ..protocol.rules import (
-    Limits,
-    RequestFacts,
-    check_request,
-    describe_h11_error,
-    must_close,
-    skip_empty_lines,
-)
+from ..protocol.rules import Limits, RequestFacts, check_request, must_close
 from ..request import Handler, Request
 from ..response import BaseResponse, Upgrade, error_response
 from ..transport import transport_for
 from .body import RequestBody
 from .finalizer import finalizer_for
+from .head import INCOMPLETE, fresh_cycle, parse_head, peer_name, read_head
 from .upgrade import UpgradedStream
 from .writer import ResponseAborted, ResponseWriter
 
-if TYPE_CHECKING:
-    from ..server import ConnectionRegistry
+
+class Registry(Protocol):
+    """Where a server keeps its live connections (trio_http.server.ConnectionRegistry)."""
+
+    draining: bool
+
+    def add(self, connection: HTTPConnection) -> None: ...
+
+    def discard(self, connection: HTTPConnection) -> None: ...
+
 
 __all__ = ["HTTPConnection"]
 
 log = logging.getLogger("trio_http.error")
-
-#: Bytes asked for per read while waiting for a request head.
-HEAD_RECEIVE_SIZE = 64 * 1024
-
-
-class _Incomplete(enum.Enum):
-    """h11 needs more bytes before it has a request head (its ``NEED_DATA``, typed)."""
-
-    HEAD = "incomplete"
-
-
-INCOMPLETE: Final = _Incomplete.HEAD
 
 
 class HTTPConnection:
@@ -100,7 +89,7 @@ class HTTPConnection:
         config: ServerConfig,
         *,
         client: tuple[str, int] | None = None,
-        registry: ConnectionRegistry | None = None,
+        registry: Registry | None = None,
         access_logger: AccessLogger | None = None,
         refuse_with: HTTPError | None = None,
     ) -> None:
@@ -192,84 +181,39 @@ class HTTPConnection:
     def _draining(self) -> bool:
         return self._registry is not None and self._registry.draining
 
-    # ---------------------------------------------------------------- reading a request head
+    # ---------------------------------------------------------------- reading
 
     async def _next_request(self) -> h11.Request | HTTPError | None:
-        """The next request head, or ``None`` when the connection should end quietly.
-
-        Parses what is buffered first (pipelining); otherwise waits for the first bytes within
-        the keep-alive timeout (``header_timeout`` before the first request), then for the
-        rest of the head within ``header_timeout`` of them.
-        """
-        event = self._parse()
+        """The next request head, or ``None`` when the connection should end quietly."""
+        conn = self._conn
+        event = parse_head(conn, self._client)
         if event is not INCOMPLETE:
-            # Already buffered: nothing has yielded to other tasks, so do it here, once a
-            # request, or a pipelining client could starve the others.
+            # Already buffered (pipelining): nothing has yielded to other tasks, so do it
+            # here, once a request, or such a client could starve the others.
             await trio.lowlevel.checkpoint()
             return event
-        if not self._conn.trailing_data[0]:  # idle: nothing of the next request yet
-            if self._close_requested or self._draining():
-                return None
-            config = self._config
-            timeout = config.keep_alive_timeout if self._requests_served else config.header_timeout
-            data = await self._transport.receive("idle", timeout, HEAD_RECEIVE_SIZE)
-            if self._feed_head(data, at_start=True):
-                event = self._parse()
-                if event is not INCOMPLETE:
-                    return event
-        return await self._rest_of_head()
-
-    async def _rest_of_head(self) -> h11.Request | HTTPError | None:
-        """Read until the head whose first bytes have arrived is complete (``header_timeout``)."""
-        timeout = self._config.header_timeout
-        wait_until = None if timeout is None else trio.current_time() + timeout
-        started = bool(self._conn.trailing_data[0])
-        while True:
-            remaining = None if wait_until is None else wait_until - trio.current_time()
-            data = await self._transport.receive("head", remaining, HEAD_RECEIVE_SIZE)
-            started = self._feed_head(data, at_start=not started) or started
-            event = self._parse()
-            if event is not INCOMPLETE:
-                return event
-
-    def _feed_head(self, data: bytes, *, at_start: bool) -> bool:
-        """Give h11 bytes of a request head; returns whether any were more than empty lines."""
-        if at_start:
-            data = skip_empty_lines(data)
-        if data or self._transport.eof:  # b"" tells h11 the client closed
-            self._conn.receive_data(data)
-        return bool(data)
-
-    def _parse(self) -> h11.Request | HTTPError | _Incomplete | None:
-        """h11's next event at the start of a cycle: a request head, ``None`` when the client
-        closed, the :class:`HTTPError` for unparseable input, or ``INCOMPLETE``."""
-        try:
-            event = self._conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            log.info("%s: bad request: %s", self._peer(), exc)
-            return HTTPError(exc.error_status_hint, describe_h11_error(exc), close=True)
-        if isinstance(event, h11.Request):
-            return event
-        if isinstance(event, h11.ConnectionClosed):
+        idle = not conn.trailing_data[0]  # nothing of the next request yet
+        if idle and (self._close_requested or self._draining()):
             return None
-        return INCOMPLETE
+        config = self._config
+        return await read_head(
+            conn,
+            self._transport,
+            idle=idle,
+            idle_timeout=config.keep_alive_timeout
+            if self._requests_served
+            else config.header_timeout,
+            header_timeout=config.header_timeout,
+            client=self._client,
+        )
 
     def _start_next_cycle(self, *, had_body: bool) -> None:
         self._conn.start_next_cycle()
-        if not had_body:
-            return
-        # An old client's stray CRLF after a body (RFC 9112 §2.2: ignore it).  It is already in
-        # h11's buffer, which cannot be edited: start a fresh h11 connection with the rest.
-        pending, closed = self._conn.trailing_data
-        if pending[:1] in (b"\r", b"\n") and (rest := skip_empty_lines(pending)) != pending:
-            conn = h11.Connection(
-                h11.SERVER, max_incomplete_event_size=self._config.max_header_size
-            )
-            conn.receive_data(rest)
-            if closed:
-                conn.receive_data(b"")
-            self._conn = conn
-            self._writer = ResponseWriter(conn, self._transport)
+        if had_body:
+            conn = fresh_cycle(self._conn, self._config.max_header_size)
+            if conn is not self._conn:
+                self._conn = conn
+                self._writer = ResponseWriter(conn, self._transport)
 
     # ---------------------------------------------------------------- serving
 
@@ -439,11 +383,13 @@ class HTTPConnection:
         conn = self._conn
         return (
             self._upgraded
-            or (self._client_close
-            and conn.their_state in (h11.DONE, h11.MUST_CLOSE)
-            and not conn.trailing_data[0]
-            and not self._transport.input_pending())  # e.g. a stray CRLF after a body
+            or (
+                self._client_close
+                and conn.their_state in (h11.DONE, h11.MUST_CLOSE)
+                and not conn.trailing_data[0]
+                and not self._transport.input_pending()
+            )  # e.g. a stray CRLF after a body
         )
 
     def _peer(self) -> str:
-        return f"{self._client[0]}:{self._client[1]}" if self._client else "client"
+        return peer_name(self._client)
