@@ -1,6 +1,6 @@
 import pytest
 
-from trio_http.accept_encoding import choose_coding, parse_accept_encoding
+from trio_http.protocol.accept_encoding import choose_coding, parse_accept_encoding
 
 
 @pytest.mark.parametrize(

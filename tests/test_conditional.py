@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_http.conditional import (
+from trio_http.protocol.conditional import (
     STRONG_LAST_MODIFIED_AGE,
     EntityTag,
     Precondition,
@@ -16,7 +16,7 @@ from trio_http.conditional import (
     parse_entity_tag,
     parse_entity_tag_list,
 )
-from trio_http.httpdate import format_http_date
+from trio_http.protocol.httpdate import format_http_date
 
 PROCEED = Precondition.PROCEED
 NOT_MODIFIED = Precondition.NOT_MODIFIED

@@ -20,7 +20,8 @@ import trio
 from trio_http import ServerConfig
 from trio_http.builtin import build_app
 from trio_http.compression import CompressionPolicy
-from trio_http.files import TEMP_PREFIX, FileServer
+from trio_http.files import FileServer
+from trio_http.files.uploads import TEMP_PREFIX
 from trio_http.routing import App
 from trio_http.testing import TestClient
 
@@ -574,7 +575,7 @@ async def test_disk_full_is_507_and_leaves_nothing(
 ) -> None:
     import errno
 
-    import trio_http.files as files
+    import trio_http.files.uploads as files
 
     def full(fd: int, data: bytes | bytearray) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")

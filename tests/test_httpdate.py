@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_http.httpdate import format_http_date, parse_http_date
+from trio_http.protocol.httpdate import format_http_date, parse_http_date
 
 RFC_EXAMPLE = 784111777  # Sun, 06 Nov 1994 08:49:37 GMT, the example of §5.6.7
 FIRST_SECOND = -62135596800  # 0001-01-01T00:00:00Z

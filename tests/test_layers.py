@@ -17,11 +17,11 @@ PURE = [
     "trio_http.protocol.h11_events",
     "trio_http.headers",
     "trio_http.errors",
-    "trio_http.httpdate",
-    "trio_http.conditional",
-    "trio_http.ranges",
-    "trio_http.accept_encoding",
-    "trio_http.listing",
+    "trio_http.protocol.httpdate",
+    "trio_http.protocol.conditional",
+    "trio_http.protocol.ranges",
+    "trio_http.protocol.accept_encoding",
+    "trio_http.files.listing",
 ]
 
 

@@ -1,6 +1,6 @@
 import json
 
-from trio_http.listing import Entry, render_html, render_json, sort_entries
+from trio_http.files.listing import Entry, render_html, render_json, sort_entries
 
 ENTRIES = [
     Entry("b.txt", False, 2048, 0.0),

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from trio_http.errors import HTTPError
-from trio_http.paths import PathPolicy, http_error_for, resolve_path
+from trio_http.files.paths import PathPolicy, http_error_for, resolve_path
 
 
 @pytest.fixture

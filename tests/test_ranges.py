@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_http.ranges import (
+from trio_http.protocol.ranges import (
     MULTIPART_BOUNDARY_LENGTH,
     ByteRange,
     MultipartPlan,

@@ -20,7 +20,7 @@ from typing import Protocol
 
 import trio
 
-from .accept_encoding import choose_coding
+from .protocol.accept_encoding import choose_coding
 from .response import BaseResponse, Response, StreamingResponse
 
 __all__ = ["CompressionPolicy", "available_codings", "negotiate_and_encode"]

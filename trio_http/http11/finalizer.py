@@ -20,8 +20,8 @@ import h11
 
 from ..compression import negotiate_and_encode
 from ..config import ServerConfig
-from ..httpdate import format_http_date
 from ..protocol.h11_events import ResponseHeadCache
+from ..protocol.httpdate import format_http_date
 from ..request import Request
 from ..response import BaseResponse, reason_phrase
 

@@ -27,7 +27,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import HTTPError
+from ..errors import HTTPError
 
 __all__ = ["PathPolicy", "http_error_for", "resolve_path", "resolve_path_text"]
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from .httpdate import format_http_date
+from ..protocol.httpdate import format_http_date
 
 __all__ = ["Entry", "render_html", "render_json", "sort_entries"]
 

@@ -19,8 +19,6 @@ local disks.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import io
 import logging
@@ -28,7 +26,6 @@ import mimetypes
 import os
 import re
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,15 +33,21 @@ from typing import BinaryIO
 
 import trio
 
-from .conditional import Precondition, evaluate_preconditions, if_range_allows_partial, make_etag
-from .errors import HTTPError
-from .httpdate import format_http_date
+from ..errors import HTTPError
+from ..protocol.conditional import (
+    Precondition,
+    evaluate_preconditions,
+    if_range_allows_partial,
+    make_etag,
+)
+from ..protocol.httpdate import format_http_date
+from ..protocol.ranges import RangeNotSatisfiable, make_boundary, multipart_byteranges, parse_range
+from ..request import Request
+from ..response import BaseResponse, FileResponse, Response
+from ..routing import App
 from .listing import Entry, render_html, render_json
 from .paths import PathPolicy, http_error_for, resolve_path, resolve_path_text
-from .ranges import RangeNotSatisfiable, make_boundary, multipart_byteranges, parse_range
-from .request import Request
-from .response import BaseResponse, FileResponse, Response
-from .routing import App
+from .uploads import TEMP_PREFIX, remove_stale_uploads, write_atomically
 
 __all__ = ["FileServer"]
 
@@ -53,25 +56,10 @@ log = logging.getLogger("trio_http.error")
 #: Built-in table only: ``mimetypes.guess_type`` would also read the machine's mime.types,
 #: which makes the answer depend on where the server runs.
 _MIME = mimetypes.MimeTypes()
-#: Upload bytes gathered in memory before one write to disk (in a worker thread).
-WRITE_BUFFER_SIZE = 1024 * 1024
-#: Temporary upload files: hidden, so never listed or served, and recognisable.
-TEMP_PREFIX = ".trio-http-upload-"
-TEMP_SUFFIX = ".part"
 _JSON = "application/json"
 _HTML = "text/html; charset=utf-8"
 #: The suffix compression adds to an ETag (see compression.negotiate_and_encode).
 _VARIANT_SUFFIX = re.compile(r'-(?:gzip|br|zstd)"')
-
-
-def _read_umask() -> int:
-    # os.umask can only be read by setting it; done once at import, before any threads write.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
 
 
 @functools.lru_cache(maxsize=1024)  # 2 µs per guess, for names that repeat
@@ -289,29 +277,13 @@ class FileServer:
     # ------------------------------------------------------------------ stale uploads
 
     def remove_stale_uploads(self) -> int:
-        """Delete the temporary files of uploads that no process is writing; return how many.
+        """Delete the temporary files of uploads no process is writing; return how many.
 
-        Walks the served tree (symlinks are not followed; what cannot be read is skipped) for
-        regular files named like temporary uploads, and deletes each one it can lock: a live
-        upload, in this process or in another worker serving the same directory, holds its
-        lock and is kept.  Blocking: run it in a worker thread, once at startup::
+        Blocking: run it in a worker thread, once at startup (see :mod:`.uploads`)::
 
             await trio.to_thread.run_sync(file_server.remove_stale_uploads)
         """
-        removed = 0
-        for directory, _, names in os.walk(self.policy.root):  # errors skipped, links not followed
-            for name in names:
-                if (
-                    name.startswith(TEMP_PREFIX)
-                    and name.endswith(TEMP_SUFFIX)
-                    and _remove_if_stale(os.path.join(directory, name))
-                ):
-                    removed += 1
-        if removed:
-            log.info(
-                "removed %d stale upload temporary file(s) under %s", removed, self.policy.root
-            )
-        return removed
+        return remove_stale_uploads(self.policy.root)
 
     # ------------------------------------------------------------------ writing
 
@@ -368,74 +340,11 @@ class FileServer:
         # The parent may now exist through a symlink created meanwhile: check again.
         resolve_path(self.policy, url_path)
         try:
-            await self._write_atomically(request, target)
+            await write_atomically(request.stream(), target)
         except OSError as exc:
             # Disk full (507), a directory created under the target's name meanwhile (409) ...
             raise http_error_for(exc, writing=True) from None
         return st is None
-
-    async def _write_atomically(self, request: Request, target: Path) -> None:
-        fd, temp_name = _locked_temp_file(target.parent)
-        renamed = False
-        try:
-            pending = bytearray()
-            async for chunk in request.stream():
-                pending += chunk
-                if len(pending) >= WRITE_BUFFER_SIZE:
-                    await trio.to_thread.run_sync(_write_all, fd, pending)
-                    pending.clear()
-            await trio.to_thread.run_sync(_finish, fd, pending, temp_name, target)
-            renamed = True
-        finally:
-            os.close(fd)
-            if not renamed:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp_name)
-
-
-def _locked_temp_file(directory: Path) -> tuple[int, str]:
-    """A new temporary file in *directory*, open and locked (``flock``) by this process.
-
-    Between ``mkstemp`` and ``flock`` the file is unlocked, and a :meth:`remove_stale_uploads`
-    in another worker may take it for stale and delete it; then this starts over.
-    """
-    for _ in range(5):
-        fd, name = tempfile.mkstemp(dir=directory, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)  # a remover holds it, and deletes it
-            continue
-        except OSError:
-            return fd, name  # no locks on this file system: removers skip its files too
-        if os.fstat(fd).st_nlink:
-            return fd, name
-        os.close(fd)  # a remover deleted it before the lock was taken
-    raise HTTPError(503, "could not create a temporary file", close=True)
-
-
-def _remove_if_stale(path: str) -> bool:
-    """Delete the temporary upload file *path* if no process holds its lock."""
-    try:
-        # O_NOFOLLOW: never a symlink's target; O_NONBLOCK: a FIFO does not wait for a writer.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live upload holds it: OSError
-        # Delete only the file that was locked, not one renamed to that name meanwhile.
-        current = os.stat(path, follow_symlinks=False)
-        if (current.st_dev, current.st_ino) != (st.st_dev, st.st_ino):
-            return False
-        os.unlink(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        os.close(fd)  # releases the lock
 
 
 async def _redirect_to_directory(request: Request) -> Response:
@@ -451,25 +360,3 @@ async def _redirect_to_directory(request: Request) -> Response:
 
 async def _refuse_write(request: Request) -> Response:
     raise HTTPError(405, "the server is read-only", headers={"allow": "GET, HEAD"})
-
-
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _finish(fd: int, pending: bytearray, temp_name: str, target: Path) -> None:
-    """Write the rest, make it durable, and move it into place (in a worker thread)."""
-    _write_all(fd, pending)
-    # mkstemp creates 0600; give the file the mode an ordinary create would have.
-    os.fchmod(fd, 0o666 & ~_UMASK)
-    os.fsync(fd)
-    os.replace(temp_name, target)
-    # Make the rename itself durable: fsync the directory entry.
-    dir_fd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
