@@ -43,7 +43,7 @@ from ..protocol.conditional import (
 from ..protocol.httpdate import format_http_date
 from ..protocol.ranges import RangeNotSatisfiable, make_boundary, multipart_byteranges, parse_range
 from ..request import Request
-from ..response import BaseResponse, FileResponse, Response
+from ..response import BaseResponse, FileResponse, Representation, Response
 from ..routing import App
 from .listing import Entry, render_html, render_json
 from .paths import PathPolicy, http_error_for, resolve_path, resolve_path_text
@@ -164,13 +164,15 @@ class FileServer:
     ) -> BaseResponse:
         validators = _Validators.of(st)
         outcome = self._preconditions(request, validators, exists=True)
-        if outcome is Precondition.NOT_MODIFIED:
-            file.close()
-            return Response(status=304, headers=validators.headers())
-        headers = validators.headers()
-        headers["accept-ranges"] = "bytes"
         content_type = content_type_for(name)
         size = st.st_size
+        # What a 304 or 206 stands for: they carry the Vary and ETag its 200 would.
+        representation = Representation(content_type, size)
+        if outcome is Precondition.NOT_MODIFIED:
+            file.close()
+            return Response(status=304, headers=validators.headers(), representation=representation)
+        headers = validators.headers()
+        headers["accept-ranges"] = "bytes"
         # Range (and so If-Range) is defined for GET only; any other method, HEAD included,
         # MUST ignore it (RFC 9110 §14.2): a HEAD answers as the HEAD of the 200 would.
         range_header = request.headers.get("range") if request.method == "GET" else None
@@ -201,6 +203,7 @@ class FileServer:
                 headers,
                 parts=[(byte_range.start, byte_range.length)],
                 content_type=content_type,
+                representation=representation,
             )
         plan = multipart_byteranges(ranges, size, content_type, make_boundary())
         parts: list[bytes | tuple[int, int]] = []
@@ -208,7 +211,14 @@ class FileServer:
             parts.append(part_head)
             parts.append((byte_range.start, byte_range.length))
         parts.append(plan.trailer)
-        return FileResponse(file, 206, headers, parts=parts, content_type=plan.content_type)
+        return FileResponse(
+            file,
+            206,
+            headers,
+            parts=parts,
+            content_type=plan.content_type,
+            representation=representation,
+        )
 
     def _preconditions(
         self, request: Request, validators: _Validators | None, *, exists: bool

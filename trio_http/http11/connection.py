@@ -33,7 +33,14 @@ from ..response import BaseResponse, Upgrade, error_response
 from ..transport import transport_for
 from .body import RequestBody
 from .finalizer import finalizer_for
-from .head import INCOMPLETE, fresh_cycle, parse_head, peer_name, read_head
+from .head import (
+    EMPTY_LINE,
+    INCOMPLETE,
+    parse_head,
+    peer_name,
+    read_head,
+    restart_after_empty_lines,
+)
 from .upgrade import UpgradedStream
 from .writer import ResponseAborted, ResponseWriter
 
@@ -164,7 +171,7 @@ class HTTPConnection:
             return False
         if not await body.drain(self._config.max_drain_size):
             return False
-        self._start_next_cycle(had_body=body.expected)
+        self._conn.start_next_cycle()
         return True
 
     @property
@@ -187,7 +194,11 @@ class HTTPConnection:
         """The next request head, or ``None`` when the connection should end quietly."""
         conn = self._conn
         event = parse_head(conn, self._client)
-        if event is not INCOMPLETE:
+        if event is EMPTY_LINE:  # before a request already buffered: ignore it
+            conn = self._conn = restart_after_empty_lines(conn, self._config.max_header_size)
+            self._writer = ResponseWriter(conn, self._transport)
+            event = parse_head(conn, self._client)
+        if event is not INCOMPLETE and event is not EMPTY_LINE:
             # Already buffered (pipelining): nothing has yielded to other tasks, so do it
             # here, once a request, or such a client could starve the others.
             await trio.lowlevel.checkpoint()
@@ -206,14 +217,6 @@ class HTTPConnection:
             header_timeout=config.header_timeout,
             client=self._client,
         )
-
-    def _start_next_cycle(self, *, had_body: bool) -> None:
-        self._conn.start_next_cycle()
-        if had_body:
-            conn = fresh_cycle(self._conn, self._config.max_header_size)
-            if conn is not self._conn:
-                self._conn = conn
-                self._writer = ResponseWriter(conn, self._transport)
 
     # ---------------------------------------------------------------- serving
 
