@@ -373,3 +373,15 @@ def test_read_only_refuses_writes(tmp_path: Path) -> None:
         assert request(srv.port, "GET", "/files/keep.txt").body == b"keep me"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
     assert (tmp_path / "keep.txt").read_bytes() == b"keep me"
+
+
+def test_serve_removes_stale_upload_files_at_start(tmp_path: Path) -> None:
+    """Uploads a SIGKILLed server left half-written are removed once it runs again."""
+    (tmp_path / "sub").mkdir()
+    stale = tmp_path / "sub" / ".trio-http-upload-dead.part"
+    stale.write_bytes(b"half an upload")
+    (tmp_path / "keep.txt").write_text("kept")
+    with running_server("--directory", str(tmp_path)) as server:
+        server.wait_for_stderr("removed 1 stale upload temporary file")
+    assert not stale.exists()
+    assert (tmp_path / "keep.txt").read_text() == "kept"

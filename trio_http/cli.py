@@ -23,6 +23,7 @@ from .accesslog import LogFormat
 from .builtin import build_app
 from .compression import CompressionPolicy
 from .config import ServerConfig
+from .files.uploads import remove_stale_uploads
 from .listeners import Address, open_listeners
 from .server import Server
 from .workers import reserve_port, reuse_port_supported, supervise, watch_supervisor
@@ -301,6 +302,10 @@ async def _run(server: Server, args: argparse.Namespace, what: str) -> None:
             f"{scheme}://[{h}]:{p}" if ":" in h else f"{scheme}://{h}:{p}" for h, p in addresses
         )
         log.info("listening on %s, %s", urls, what)
+        if args.directory is not None and not args.read_only:
+            # Uploads a killed server left half-written; in the background, so a large tree
+            # does not delay listening.  Live uploads (other workers') hold a lock and stay.
+            nursery.start_soon(trio.to_thread.run_sync, remove_stale_uploads, args.directory)
     log.info("stopped")
 
 
@@ -344,7 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if directory is not None:
         if not directory.is_dir():
             parser.exit(2, f"trio-http: error: --directory {directory}: not a directory\n")
-        directory = directory.resolve()
+        directory = args.directory = directory.resolve()
     if (args.certfile is None) != (args.keyfile is None):
         parser.exit(2, "trio-http: error: --certfile and --keyfile go together\n")
     args.ssl_context = None
