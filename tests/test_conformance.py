@@ -313,10 +313,19 @@ async def test_an_upgrade_refused_is_an_ordinary_response() -> None:
     assert (response.status, response.headers.get("upgrade")) == (426, "shout")
 
 
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /wrong HTTP/1.1\r\nHost: x\r\n\r\n",  # no Upgrade at all
+        b"GET /wrong HTTP/1.1\r\nHost: x\r\nUpgrade: shout\r\n\r\n",  # no Connection: upgrade
+        b"GET /wrong HTTP/1.0\r\nHost: x\r\nUpgrade: shout\r\nConnection: upgrade\r\n\r\n",
+    ],
+)
 async def test_an_upgrade_the_client_did_not_ask_for_is_500(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, request_head: bytes
 ) -> None:
+    """RFC 9110 §7.8: Upgrade needs Connection: upgrade, and is ignored in HTTP/1.0."""
     async with TestClient(upgrade_app()) as client:
-        response = await client.get("/wrong")
-    assert response.status == 500
-    assert "did not ask to upgrade" in caplog.text
+        answer = await client.send_raw(request_head)
+    assert answer.startswith((b"HTTP/1.1 500 ", b"HTTP/1.0 500 ")), answer
+    assert "cannot switch protocols" in caplog.text

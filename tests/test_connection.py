@@ -786,3 +786,70 @@ async def test_late_cancel_on_a_plain_socket_closes_without_serving_or_reset(
         await done.wait()
     assert received == b""
     assert not called
+
+
+async def test_a_kept_request_cannot_read_the_next_ones_body(run: Run) -> None:
+    """A handler that keeps its Request must not steal a later request's body."""
+    kept: list[Request] = []
+    stolen: list[bytes | str] = []
+    app = App()
+
+    @app.post("/keep")
+    async def keep(request: Request) -> Response:
+        kept.append(request)
+        return Response("kept")
+
+    @app.post("/read")
+    async def read(request: Request) -> Response:
+        try:
+            stolen.append(await kept[0].body())
+        except RuntimeError as exc:
+            stolen.append(str(exc))
+        return Response(await request.body())
+
+    client, _ = await run(app=app)
+    empty = b"POST /keep HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+    secret = b"POST /read HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nsecret"
+    await client.send_all(empty + secret)
+    reader = Reader(client, b"POST")
+    await reader.response()
+    reader.conn.start_next_cycle()
+    reader.conn.send(h11.Request(method="POST", target="/", headers=[("host", "x")]))
+    _, body = await reader.response()
+    assert body == b"secret"
+    assert stolen == ["the request is over: its body can no longer be read"]
+
+
+async def test_an_unexpected_socket_error_loses_the_connection_not_the_server(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An OSError no client causes (ENOMEM) is not a disconnect, and not a crash either."""
+    import errno
+
+    def no_memory(fd: int, size: int) -> bytes:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    client, server = await stream_pair("socket")
+    connection = HTTPConnection(server, make_app(), ServerConfig(access_log=False))
+    monkeypatch.setattr("os.read", no_memory)  # as the socket transport calls it
+    await client.send_all(GET % b"/")
+    with trio.fail_after(5):
+        await connection.run()  # returns: does not raise
+    assert "connection failed" in caplog.text and "ENOMEM" not in caplog.text.split("\n")[0]
+    await client.aclose()
+
+
+async def test_an_aborted_response_is_logged_with_what_was_sent(
+    run: Run, caplog: pytest.LogCaptureFixture
+) -> None:
+    from trio_http.accesslog import AccessLogger
+
+    caplog.set_level(logging.INFO, logger="trio_http.access")
+    client, server = trio.testing.memory_stream_pair()
+    connection = HTTPConnection(
+        server, make_app(), ServerConfig(), access_logger=AccessLogger("json")
+    )
+    await client.send_all(GET % b"/stream-fails")
+    with trio.fail_after(5):
+        await connection.run()
+    assert '"status":200,"bytes":7' in caplog.text  # the head said 200; b"partial" went out

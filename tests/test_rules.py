@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import h11
 import pytest
 
@@ -18,7 +20,15 @@ from trio_http.protocol.rules import (
     skip_empty_lines,
 )
 
-LIMITS = Limits(max_header_size=1024, max_target_length=100, max_body_size=1000)
+
+@dataclass(frozen=True)
+class SmallLimits:
+    max_header_size: int = 1024
+    max_target_length: int = 100
+    max_body_size: int = 1000
+
+
+LIMITS: Limits = SmallLimits()
 
 
 def request(

@@ -27,7 +27,7 @@ def _chunk_state(conn: h11.Connection) -> tuple[int, bool] | None:
     for a chunk-size line.  ``None`` for other bodies.
 
     h11 keeps both in its private ``ChunkedReader``; reading them lets us refuse a 2 GiB chunk
-    at its size line and a bare-LF line at once (tests/test_body.py notices if h11 changes).
+    at its size line and a bare-LF line at once (tests/test_conformance.py notices if h11 changes).
     """
     reader = getattr(conn, "_reader", None)
     rest = getattr(reader, "_bytes_in_chunk", None)
@@ -41,6 +41,7 @@ class RequestBody:
     """The body of the request being served on *conn* (one object per request)."""
 
     __slots__ = (
+        "_closed",
         "_conn",
         "_max_body_size",
         "_timeout",
@@ -70,6 +71,7 @@ class RequestBody:
         self.expected = expected
         #: Body bytes read so far.
         self.received = 0
+        self._closed = False
 
     async def receive_body_chunk(self) -> bytes:
         """The next piece of the body, or ``b""`` once it is complete.
@@ -78,6 +80,8 @@ class RequestBody:
         :class:`~trio_http.BodyTooLarge` past the limit, :class:`~trio_http.HTTPError` (400)
         for a malformed body and :class:`~trio_http.ClientDisconnected` if the client leaves.
         """
+        if self._closed:
+            raise RuntimeError("the request is over: its body can no longer be read")
         conn = self._conn
         if conn.their_state is not h11.SEND_BODY:
             return b""
@@ -119,6 +123,14 @@ class RequestBody:
         )
         if error is not None:
             raise error
+
+    def close(self) -> None:
+        """The exchange is over: what is left belongs to the connection (the next request)."""
+        self._closed = True
+
+    def keep_for_next_request(self, data: bytes) -> None:
+        """Bytes read past the end of this request: h11 keeps them for the next cycle."""
+        self._conn.receive_data(data)
 
     def unread(self) -> UnreadBody:
         """What is left of the body (for the keep-alive decision)."""

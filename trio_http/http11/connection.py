@@ -15,23 +15,24 @@ a :class:`~trio_http.http11.body.RequestBody` reads the body as the handler asks
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from typing import Protocol
+from typing import Protocol, cast
 
 import h11
 import trio
-from h11 import MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]  # public, not in __all__
 
 from ..accesslog import AccessLogger
 from ..config import ServerConfig
 from ..errors import ClientDisconnected, HTTPError
 from ..headers import Headers
-from ..protocol.rules import Limits, RequestFacts, check_request, must_close
+from ..protocol.rules import RequestFacts, check_request, must_close
 from ..request import Handler, Request
 from ..response import BaseResponse, Upgrade, error_response
 from ..transport import transport_for
 from .body import RequestBody
+from .exchange import Exchange, ExchangeApp
 from .finalizer import finalizer_for
 from .head import (
     EMPTY_LINE,
@@ -41,12 +42,12 @@ from .head import (
     read_head,
     restart_after_empty_lines,
 )
-from .upgrade import UpgradedStream
+from .upgrade import hand_over, may_switch
 from .writer import ResponseAborted, ResponseWriter
 
 
 class Registry(Protocol):
-    """Where a server keeps its live connections (trio_http.server.ConnectionRegistry)."""
+    """Where a server keeps its connections (trio_http.server.ConnectionRegistry)."""
 
     draining: bool
 
@@ -78,9 +79,9 @@ class HTTPConnection:
         "_close_requested",
         "_config",
         "_conn",
+        "_exchange_app",
         "_finalizer",
         "_handler",
-        "_limits",
         "_refuse_with",
         "_registry",
         "_requests_served",
@@ -92,7 +93,7 @@ class HTTPConnection:
     def __init__(
         self,
         stream: trio.abc.Stream,
-        handler: Handler,
+        handler: Handler | ExchangeApp,
         config: ServerConfig,
         *,
         client: tuple[str, int] | None = None,
@@ -105,11 +106,12 @@ class HTTPConnection:
         )
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
         self._writer = ResponseWriter(self._conn, self._transport)
-        self._handler = handler
-        self._config = config
-        self._limits = Limits(
-            config.max_header_size, config.max_target_length, config.max_body_size
+        # An application that writes its responses as it goes (ASGI), or a Handler.
+        self._exchange_app: ExchangeApp | None = (
+            handler if hasattr(handler, "serve_exchange") else None
         )
+        self._handler = cast(Handler, handler)
+        self._config = config
         self._finalizer = finalizer_for(config)
         self._client = client
         self._registry = registry
@@ -142,6 +144,11 @@ class HTTPConnection:
                 graceful = await self._on_timeout()
         except (ClientDisconnected, ResponseAborted):
             graceful = False
+        except Exception:
+            # A bug, or a failure of the server's own (a socket error no client causes): this
+            # connection is lost, the server goes on.
+            log.exception("%s: connection failed", self._peer())
+            graceful = False
         finally:
             if self._registry is not None:
                 self._registry.discard(self)
@@ -158,21 +165,29 @@ class HTTPConnection:
                 return False
             request, body, refusal = self._start_request(event)
             if refusal is not None:
-                response = self._error(refusal)
+                status, sent = await self._respond(request, body, self._error(refusal))
+            elif self._exchange_app is not None:
+                status, sent = await self._run_exchange(self._exchange_app, request, body)
             else:
                 response = await self._call_handler(request)
-            status, sent = await self._respond(request, body, response)
+                status, sent = await self._respond(request, body, response)
         except ClientDisconnected:
             status = 499  # nginx's "client closed request", familiar to operators
             raise
+        except ResponseAborted as exc:
+            status, sent = exc.status, exc.sent
+            raise
         finally:
             self._log_access(request, status, sent, started)
-        if self._upgraded or self._conn.our_state is h11.MUST_CLOSE:
-            return False
-        if not await body.drain(self._config.max_drain_size):
-            return False
-        self._conn.start_next_cycle()
-        return True
+        keep_going = (
+            not self._upgraded
+            and self._conn.our_state is not h11.MUST_CLOSE
+            and await body.drain(self._config.max_drain_size)
+        )
+        body.close()  # a handler that kept the request must not read the next one's body
+        if keep_going:
+            self._conn.start_next_cycle()
+        return keep_going
 
     @property
     def refusing(self) -> bool:
@@ -224,7 +239,7 @@ class HTTPConnection:
         """Check the request and build it; returns it, its body, and the error to answer
         instead of calling the handler, if any."""
         self._requests_served += 1
-        facts = check_request(event, self._limits)
+        facts = check_request(event, self._config)
         refusal = self._refuse_with
         if isinstance(facts, HTTPError):
             refusal = facts
@@ -255,6 +270,20 @@ class HTTPConnection:
             end = self._conn.next_event()
             assert isinstance(end, h11.EndOfMessage), end
         return request, body, refusal
+
+    async def _run_exchange(
+        self, app: ExchangeApp, request: Request, body: RequestBody
+    ) -> tuple[int, int]:
+        """Let *app* write its response through an :class:`Exchange`; ``500`` if it sent
+        nothing.  Returns the status and body bytes sent."""
+
+        finalize = functools.partial(self._finalize, request, body)
+        exchange = Exchange(request, body, self._writer, self._transport, finalize)
+        if await exchange.run(app, self._peer()):
+            return exchange.status, exchange.sent
+        self._close_requested = True
+        response = error_response(500, "the server failed to handle this request")
+        return await self._respond(request, body, response)
 
     async def _call_handler(self, request: Request) -> BaseResponse:
         """The handler's response, or the error response for what it raised."""
@@ -302,10 +331,9 @@ class HTTPConnection:
 
         A response h11 cannot frame (a handler's invalid header value) is replaced by ``500``.
         """
-        last = self._is_last(request, body)
         try:
             try:
-                response, head = await self._finalizer.finalize(request, response, last=last)
+                response, head = await self._finalize(request, body, response)
             except h11.LocalProtocolError as exc:
                 await response.aclose()
                 log.error("%s: handler returned an invalid response: %s", self._peer(), exc)
@@ -313,9 +341,20 @@ class HTTPConnection:
                 response = error_response(500, "the handler returned an invalid response")
                 response, head = await self._finalizer.finalize(request, response, last=True)
             head_only = request is not None and request.method == "HEAD"
-            return response.status, await self._writer.write(head, response, head_only=head_only)
+            try:
+                sent = await self._writer.write(head, response, head_only=head_only)
+            except ResponseAborted as exc:
+                exc.status = response.status
+                raise
+            return response.status, sent
         finally:
             await response.aclose()
+
+    async def _finalize(
+        self, request: Request | None, body: RequestBody | None, response: BaseResponse
+    ) -> tuple[BaseResponse, h11.Response]:
+        last = self._is_last(request, body)
+        return await self._finalizer.finalize(request, response, last=last)
 
     def _is_last(self, request: Request | None, body: RequestBody | None) -> bool:
         """Whether the response about to be sent is the connection's last."""
@@ -334,26 +373,14 @@ class HTTPConnection:
 
     async def _switch_protocols(self, request: Request | None, upgrade: Upgrade) -> int:
         """Send ``101``, hand the stream (and h11's unread bytes) to the upgrade's handler."""
-        conn = self._conn
-        # MIGHT_SWITCH_PROTOCOL: the client asked to upgrade and its request is complete.
-        if request is None or conn.their_state is not MIGHT_SWITCH_PROTOCOL:
-            log.error(
-                "%s: the handler returned an Upgrade for a request that did not ask to upgrade "
-                "or has a body",
-                self._peer(),
-            )
+        if request is None or not may_switch(self._conn, request):
+            log.error("%s: an Upgrade for a request that cannot switch protocols", self._peer())
             self._close_requested = True
             status, _ = await self._send(request, None, error_response(500, "cannot upgrade"))
             return status
         await self._writer.write_informational(self._finalizer.switching_protocols(upgrade))
         self._upgraded = True
-        stream = UpgradedStream(self._transport.stream, conn.trailing_data[0])
-        try:
-            await upgrade.handler(stream)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client went away: the protocol's handler had nothing more to do
-        except Exception:
-            log.exception("%s: upgrade handler failed for %s", self._peer(), request.target)
+        await hand_over(upgrade, self._transport.stream, self._conn.trailing_data[0], self._peer())
         return 101
 
     # ---------------------------------------------------------------- ending
@@ -365,10 +392,8 @@ class HTTPConnection:
             # Nothing is in flight, so no need to linger -- unless a request arrived just as
             # the timeout fired: closing on its unread bytes would send a reset.
             return self._transport.input_pending()
-        if waiting_for in ("head", "body") and self._conn.our_state in (
-            h11.IDLE,
-            h11.SEND_RESPONSE,
-        ):
+        can_respond = self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE)
+        if waiting_for in ("head", "body") and can_respond:
             what = "request head" if waiting_for == "head" else "request body"
             log.info("%s: timed out waiting for the %s", self._peer(), what)
             started = time.perf_counter()
@@ -384,15 +409,11 @@ class HTTPConnection:
         """The client said it sends nothing more, and all it sent was read (so closing at once
         cannot reset a response: no lingering needed, RFC 9112 §9.6)."""
         conn = self._conn
-        return (
-            self._upgraded
-            or (
-                self._client_close
-                and conn.their_state in (h11.DONE, h11.MUST_CLOSE)
-                and not conn.trailing_data[0]
-                and not self._transport.input_pending()
-            )  # e.g. a stray CRLF after a body
-        )
+        if self._upgraded:
+            return True
+        done = self._client_close and conn.their_state in (h11.DONE, h11.MUST_CLOSE)
+        # Unread input (a stray CRLF after a body, say) would make closing send a reset.
+        return done and not conn.trailing_data[0] and not self._transport.input_pending()
 
     def _peer(self) -> str:
         return peer_name(self._client)

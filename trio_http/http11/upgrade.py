@@ -7,9 +7,40 @@ from the connection's own stream, so nothing is lost in the hand-over.
 
 from __future__ import annotations
 
-import trio
+import logging
 
-__all__ = ["UpgradedStream"]
+import h11
+import trio
+from h11 import MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]  # public, not in __all__
+
+from ..request import Request
+from ..response import Upgrade
+
+__all__ = ["UpgradedStream", "hand_over", "may_switch"]
+
+log = logging.getLogger("trio_http.error")
+
+
+def may_switch(conn: h11.Connection, request: Request) -> bool:
+    """Whether the client asked to upgrade (HTTP/1.1, ``Upgrade`` and ``Connection: upgrade``,
+    RFC 9110 §7.8) and its request is complete."""
+    connection = (request.headers.get("connection") or "").lower()
+    return (
+        conn.their_state is MIGHT_SWITCH_PROTOCOL
+        and request.http_version == "1.1"
+        and "upgrade" in (token.strip() for token in connection.split(","))
+    )
+
+
+async def hand_over(upgrade: Upgrade, stream: trio.abc.Stream, pending: bytes, peer: str) -> None:
+    """Run the upgrade's handler on *stream*, with *pending* (bytes h11 read past the request
+    head) in front.  Its failures are logged, not raised: the connection closes either way."""
+    try:
+        await upgrade.handler(UpgradedStream(stream, pending))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the client went away: the protocol's handler had nothing more to do
+    except Exception:
+        log.exception("%s: the upgrade handler failed", peer)
 
 
 class UpgradedStream(trio.abc.HalfCloseableStream):

@@ -12,7 +12,7 @@ One strategy per response type:
 
 from __future__ import annotations
 
-from typing import cast
+from typing import BinaryIO, cast
 
 import h11
 
@@ -31,7 +31,13 @@ JOIN_LIMIT = 64 * 1024
 class ResponseAborted(Exception):
     """A response could not be completed for a reason on our side (its body iterator raised,
     its file shrank, it produced a different length than it declared).  The connection must
-    be aborted: the client has a head, perhaps part of a body, and nothing can mend that."""
+    be aborted: the client has a head, perhaps part of a body, and nothing can mend that.
+    *status* and *sent* (body bytes) say what went out, for the access log."""
+
+    def __init__(self, message: str, *, status: int = 0, sent: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.sent = sent
 
 
 class _Blank:
@@ -71,67 +77,66 @@ class ResponseWriter:
         if the body fails; either way the connection must be aborted.  Does not close
         *response*.
         """
-        data = self._frame(head)
         if head_only:
-            await self._transport.send(data + self._frame(END_OF_MESSAGE))
+            await self._transport.send(self._frame(head) + self._frame(END_OF_MESSAGE))
             return 0
+        sent = 0
         try:
-            if isinstance(response, Response):
-                return await self._write_joined(data, response.body)
-            await self._transport.send(data)
+            if isinstance(response, Response) and len(response.body) <= JOIN_LIMIT:
+                body = response.body
+                payload = self._frame(head)
+                if body:
+                    payload += self._frame(h11.Data(data=body))
+                await self._transport.send(payload + self._frame(END_OF_MESSAGE))
+                return len(body)
+            await self.write_head(head)
             if isinstance(response, FileResponse):
-                sent = await self._write_file(response)
+                for part in response.parts:
+                    if isinstance(part, bytes):
+                        await self.write_data(part)
+                        sent += len(part)
+                    else:
+                        await self.write_file_range(response.file, *part)
+                        sent += part[1]
             else:
-                sent = 0
                 async for chunk in response.iter_body():
-                    await self._write_data(chunk)
+                    await self.write_data(chunk)
                     sent += len(chunk)
-            end = self._frame(END_OF_MESSAGE)
-            if end:  # only chunked framing has a last chunk to send
-                await self._transport.send(end)
+            await self.write_end()
             return sent
         except ClientDisconnected:
             raise
         except Exception as exc:
-            raise ResponseAborted(f"{type(exc).__name__}: {exc}") from exc
+            message = f"{type(exc).__name__}: {exc}"
+            raise ResponseAborted(message, status=head.status_code, sent=sent) from exc
 
-    async def _write_joined(self, head: bytes, body: bytes) -> int:
-        if len(body) <= JOIN_LIMIT:
-            payload = head + self._frame(h11.Data(data=body)) if body else head
-            await self._transport.send(payload + self._frame(END_OF_MESSAGE))
-        else:
-            await self._transport.send(head)
-            await self._write_data(body)
-            end = self._frame(END_OF_MESSAGE)
-            if end:
-                await self._transport.send(end)
-        return len(body)
+    # The pieces, for the strategies above and for applications that write their response as
+    # they go (see exchange.py).  h11 raises LocalProtocolError for a body longer or shorter
+    # than the head declared.
 
-    async def _write_file(self, response: FileResponse) -> int:
-        sent = 0
-        for part in response.parts:
-            if isinstance(part, bytes):
-                await self._write_data(part)
-                sent += len(part)
-                continue
-            offset, length = part
-            # h11 only counts the Data event's length (for Content-Length framing) and hands
-            # back the object; the transport then sends the file bytes itself.
-            pieces = self._conn.send_with_data_passthrough(
-                h11.Data(data=cast(bytes, _Blank(length)))
-            )
-            assert pieces is not None
-            for piece in pieces:
-                if isinstance(piece, _Blank):
-                    await self._transport.send_file(response.file, offset, length)
-                else:
-                    await self._transport.send(piece)
-            sent += length
-        return sent
+    async def write_head(self, head: h11.Response) -> None:
+        await self._transport.send(self._frame(head))
 
-    async def _write_data(self, data: bytes) -> None:
+    async def write_data(self, data: bytes) -> None:
         """One piece of body, framed by h11 without copying *data* into a new buffer."""
         pieces = self._conn.send_with_data_passthrough(h11.Data(data=data))
         assert pieces is not None
         for piece in pieces:
             await self._transport.send(piece)
+
+    async def write_file_range(self, file: BinaryIO, offset: int, length: int) -> None:
+        """*length* bytes of *file* from *offset*, sent by the transport (``sendfile``)."""
+        # h11 only counts the Data event's length (for the framing) and hands back the
+        # object; the transport then sends the file bytes itself.
+        pieces = self._conn.send_with_data_passthrough(h11.Data(data=cast(bytes, _Blank(length))))
+        assert pieces is not None
+        for piece in pieces:
+            if isinstance(piece, _Blank):
+                await self._transport.send_file(file, offset, length)
+            else:
+                await self._transport.send(piece)
+
+    async def write_end(self) -> None:
+        end = self._frame(END_OF_MESSAGE)
+        if end:  # only chunked framing has a last chunk to send
+            await self._transport.send(end)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Protocol
 
 import h11
 
@@ -29,13 +30,17 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """The request limits of a server (from :class:`~trio_http.ServerConfig`)."""
+class Limits(Protocol):
+    """The request limits :func:`check_request` applies (a ``ServerConfig`` has them)."""
 
-    max_header_size: int
-    max_target_length: int
-    max_body_size: int
+    @property
+    def max_header_size(self) -> int: ...
+
+    @property
+    def max_target_length(self) -> int: ...
+
+    @property
+    def max_body_size(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

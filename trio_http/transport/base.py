@@ -140,6 +140,14 @@ class Transport(abc.ABC):
     async def receive(self, waiting_for: Waiting, timeout: float | None, max_bytes: int) -> bytes:
         """Read up to *max_bytes* within *timeout*; ``b""`` when the peer has closed."""
 
+    async def receive_unbounded(self, max_bytes: int = 64 * 1024) -> bytes:
+        """Read once, waiting as long as it takes and leaving :attr:`deadline` alone: for a
+        task that watches for a disconnect while another sends."""
+        with network_errors:
+            data = bytes(await self.stream.receive_some(max_bytes))
+        self.eof = not data
+        return data
+
     @abc.abstractmethod
     async def send(self, data: bytes | bytearray | memoryview) -> None:
         """Write all of *data*; ``write_timeout`` bounds each stall."""

@@ -1,0 +1,154 @@
+"""An exchange that an application answers piece by piece (the ASGI way).
+
+A :data:`~trio_http.Handler` returns a whole response object.  An :class:`ExchangeApp` gets an
+:class:`Exchange` instead and writes its response as it produces it: :meth:`Exchange.start`
+with the status and fields, then :meth:`Exchange.send` (or :meth:`Exchange.send_file`) per
+piece, then :meth:`Exchange.end`.  Each call waits for the transport, so a client that reads
+slowly slows the application down instead of filling memory.  The connection still finalizes
+the head (Date, Server, Connection, Content-Length) and decides keep-alive; the application's
+``Content-Length`` frames the body, and a body that does not match it aborts the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import BinaryIO, Protocol
+
+import h11
+import trio
+
+from ..errors import ClientDisconnected
+from ..headers import Headers
+from ..request import Request
+from ..response import BaseResponse
+from ..transport import Transport
+from .body import RequestBody
+from .writer import ResponseAborted, ResponseWriter
+
+__all__ = ["Exchange", "ExchangeApp"]
+
+log = logging.getLogger("trio_http.error")
+
+
+class ExchangeApp(Protocol):
+    """An application that answers each request through an :class:`Exchange`."""
+
+    async def serve_exchange(self, exchange: Exchange) -> None: ...
+
+
+class _Head(BaseResponse):
+    """The status and fields an application started its response with (no body of its own)."""
+
+    __slots__ = ("_content_length",)
+
+    def __init__(self, status: int, headers: Headers, content_length: int | None) -> None:
+        super().__init__(status, headers, compress=False)
+        self._content_length = content_length
+
+    @property
+    def content_length(self) -> int | None:
+        return self._content_length
+
+
+class Exchange:
+    """One request and the response an application writes to it as it goes."""
+
+    __slots__ = (
+        "_finalize",
+        "_head_only",
+        "_transport",
+        "_writer",
+        "body",
+        "ended",
+        "request",
+        "sent",
+        "status",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        body: RequestBody,
+        writer: ResponseWriter,
+        transport: Transport,
+        finalize: Callable[[BaseResponse], Awaitable[tuple[BaseResponse, h11.Response]]],
+    ) -> None:
+        self.request = request
+        #: The request body: read it through ``request.stream()`` or this, not both.
+        self.body = body
+        self._writer = writer
+        self._transport = transport
+        self._finalize = finalize
+        self._head_only = request.method == "HEAD"
+        #: The status sent (0 until :meth:`start`), and the body bytes sent.
+        self.status = 0
+        self.sent = 0
+        self.ended = False
+
+    @property
+    def started(self) -> bool:
+        return self.status != 0
+
+    @property
+    def stream(self) -> object:
+        """The connection's trio stream (to tell TLS from plain TCP, and read addresses)."""
+        return self._transport.stream
+
+    async def start(
+        self, status: int, headers: list[tuple[bytes, bytes]], content_length: int | None
+    ) -> None:
+        """Send the head.  Raises ``ValueError`` for a status below 200 and
+        ``h11.LocalProtocolError`` for fields h11 will not send; nothing is sent then."""
+        if self.started:
+            raise RuntimeError("the response has already started")
+        _, head = await self._finalize(_Head(status, Headers.from_raw(headers), content_length))
+        await self._writer.write_head(head)
+        self.status = status
+
+    async def send(self, data: bytes) -> None:
+        """Send a piece of the body (nothing for ``HEAD``)."""
+        if data and not self._head_only:
+            await self._writer.write_data(data)
+            self.sent += len(data)
+
+    async def send_file(self, file: BinaryIO, offset: int, length: int) -> None:
+        """Send part of an open file as body, through ``sendfile`` where the transport can."""
+        if length and not self._head_only:
+            await self._writer.write_file_range(file, offset, length)
+            self.sent += length
+
+    async def end(self) -> None:
+        """The body is complete."""
+        await self._writer.write_end()
+        self.ended = True
+
+    async def run(self, app: ExchangeApp, peer: str) -> bool:
+        """Let *app* answer; returns whether it sent a response (if not, the caller answers
+        ``500``).  Raises :class:`ResponseAborted` if it started one and did not complete it:
+        a truncated body must never look complete."""
+        failure = ""
+        try:
+            await app.serve_exchange(self)
+        except ClientDisconnected:
+            raise
+        except Exception as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+            if not self.started:
+                log.error("%s: application failed for %s", peer, self.request.target, exc_info=exc)
+        if self.started and not self.ended:
+            raise ResponseAborted(failure or "the application did not complete its response")
+        if not self.started and not failure:
+            log.error("%s: the application sent no response to %s", peer, self.request.target)
+        return self.started
+
+    async def wait_for_disconnect(self) -> None:
+        """Return once the client has closed the connection (after its request is read).
+
+        Reads outside the connection's deadline, so it can run beside a task that sends.
+        Bytes of a pipelined next request are kept for h11; after them it waits on.
+        """
+        data = await self._transport.receive_unbounded()
+        if data:
+            self.body.keep_for_next_request(data)
+            await trio.sleep_forever()
