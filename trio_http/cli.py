@@ -305,8 +305,13 @@ async def _run(server: Server, args: argparse.Namespace, what: str) -> None:
         if args.directory is not None and not args.read_only:
             # Uploads a killed server left half-written; in the background, so a large tree
             # does not delay listening.  Live uploads (other workers') hold a lock and stay.
-            nursery.start_soon(trio.to_thread.run_sync, remove_stale_uploads, args.directory)
+            nursery.start_soon(_remove_stale_uploads, args.directory)
     log.info("stopped")
+
+
+async def _remove_stale_uploads(directory: Path) -> None:
+    # Abandoned on shutdown rather than waited for: a huge tree must not delay the exit.
+    await trio.to_thread.run_sync(remove_stale_uploads, directory, abandon_on_cancel=True)
 
 
 def _listen_error(args: argparse.Namespace, exc: OSError) -> int:

@@ -3,7 +3,8 @@
 The connection calls :func:`negotiate_and_encode` once per response.  It decides whether the
 response may be compressed at all (:meth:`CompressionPolicy.eligible`), announces that the
 representation varies by ``Accept-Encoding`` whenever it might, picks a coding with
-:func:`~trio_http.accept_encoding.choose_coding`, and returns a response whose body is encoded.
+:func:`~trio_http.protocol.accept_encoding.choose_coding`, and returns a response whose body
+is encoded.
 
 gzip comes from the standard library.  brotli and zstd are used when their optional packages
 are installed (``pip install trio-http[compression]``).  Large bodies are compressed in a worker

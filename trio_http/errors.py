@@ -1,8 +1,9 @@
 """The exceptions that cross the boundary between handlers and the connection.
 
-Everything the network can throw at us (trio's ``BrokenResourceError``, ``ClosedResourceError``,
-``OSError`` from the socket, h11's ``RemoteProtocolError`` while reading a body) is mapped to
-one of these in :mod:`trio_http.connection`, so handler code only ever has to know this module.
+What the peer can throw at us (trio's ``BrokenResourceError``, a reset or broken pipe from the
+socket, h11's ``RemoteProtocolError`` while reading a body) is mapped to one of these in
+:mod:`trio_http.transport` and :mod:`trio_http.http11`, so handler code only ever has to know
+this module.
 """
 
 from __future__ import annotations

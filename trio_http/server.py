@@ -355,5 +355,8 @@ class _ServeCall(Coroutine[Any, Any, None]):
         return suppress
 
 
-#: Deprecated: the old name of what :func:`serve` returns.
-Serving = _ServeCall
+def __getattr__(name: str) -> Any:
+    if name == "Serving":  # the old name of what serve() returns
+        warnings.warn("trio_http.server.Serving is private now", DeprecationWarning, stacklevel=2)
+        return _ServeCall
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@
             assert response.status == 200 and response.body == b"hi"
 
 :class:`TestClient` speaks HTTP/1.1 with an h11 client over ``trio.testing.memory_stream_pair``
-to an :class:`~trio_http.connection.HTTPConnection` running in a background task: every byte
+to an :class:`~trio_http.http11.HTTPConnection` running in a background task: every byte
 goes through the same parsing, routing, compression and framing as on a socket.  Requests on
 one client reuse one connection (keep-alive) until the server closes it; then the next request
 opens a new one.  :meth:`TestClient.send_raw` sends arbitrary bytes on a fresh connection.

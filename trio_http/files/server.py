@@ -4,9 +4,9 @@ Reads open the file once and describe *that* open file (``fstat``): its validato
 its ranges.  Writes stream the body into a temporary file in the target directory, ``fsync``
 it and rename it over the target, so the target name only ever holds a complete old or a
 complete new file; any failure (client gone, body too large, disk full, shutdown) removes the
-temporary file.  Every path goes through :func:`~trio_http.paths.resolve_path` first, and every
-``OSError`` from a call on a client's path through :func:`~trio_http.paths.http_error_for`,
-so what a client can name never makes a ``500``.
+temporary file.  Every path goes through :func:`~trio_http.files.paths.resolve_path` first,
+and every ``OSError`` from a call on a client's path through
+:func:`~trio_http.files.paths.http_error_for`, so what a client can name never makes a ``500``.
 
 While a temporary file is written, its writer holds an exclusive ``flock`` on it.  A server
 killed outright (``SIGKILL``, a crash) leaves its temporary files behind; at startup,

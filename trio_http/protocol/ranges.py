@@ -1,6 +1,6 @@
 """Byte range requests (RFC 9110 §14): parsing Range, and framing multipart/byteranges.
 
-The caller evaluates If-Range first (see :mod:`trio_http.conditional`), then:
+The caller evaluates If-Range first (see :mod:`trio_http.protocol.conditional`), then:
 
 * :func:`parse_range` returns None: ignore Range and answer 200 with the whole representation;
 * it raises :class:`RangeNotSatisfiable`: answer 416 with ``Content-Range: bytes */size``;
