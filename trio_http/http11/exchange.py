@@ -21,7 +21,7 @@ import trio
 from ..errors import ClientDisconnected
 from ..headers import Headers
 from ..request import Request
-from ..response import BaseResponse
+from ..response import BaseResponse, Response
 from ..transport import Transport
 from .body import RequestBody
 from .writer import ResponseAborted, ResponseWriter
@@ -49,6 +49,20 @@ class _Head(BaseResponse):
     @property
     def content_length(self) -> int | None:
         return self._content_length
+
+
+class _Whole(Response):
+    """A whole response from an application, with the length it declared (if it did)."""
+
+    __slots__ = ("_declared",)
+
+    def __init__(self, status: int, headers: Headers, body: bytes, declared: int | None) -> None:
+        super().__init__(body, status, headers, compress=False)
+        self._declared = declared
+
+    @property
+    def content_length(self) -> int:
+        return len(self.body) if self._declared is None else self._declared
 
 
 class Exchange:
@@ -105,6 +119,23 @@ class Exchange:
         _, head = await self._finalize(_Head(status, Headers.from_raw(headers), content_length))
         await self._writer.write_head(head)
         self.status = status
+
+    async def respond(
+        self,
+        status: int,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        content_length: int | None = None,
+    ) -> None:
+        """The whole response at once: head, body and end joined into one write where they
+        fit.  A *content_length* that is not the body's aborts the connection."""
+        if self.started:
+            raise RuntimeError("the response has already started")
+        response = _Whole(status, Headers.from_raw(headers), body, content_length)
+        _, head = await self._finalize(response)
+        self.status = status
+        self.sent = await self._writer.write(head, response, head_only=self._head_only)
+        self.ended = True
 
     async def send(self, data: bytes) -> None:
         """Send a piece of the body (nothing for ``HEAD``)."""
