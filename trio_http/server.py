@@ -19,8 +19,9 @@ import ssl
 import sys
 import time
 import warnings
-from collections.abc import Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from contextlib import AsyncExitStack
+from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -30,10 +31,11 @@ from .accesslog import AccessLogger, LogFormat
 from .config import ServerConfig
 from .errors import HTTPError
 from .http11 import HTTPConnection
+from .http11.exchange import ExchangeApp
 from .listeners import Address, listener_addresses, open_listeners
 from .request import Handler
 
-__all__ = ["Address", "ConnectionRegistry", "Server", "serve"]
+__all__ = ["Address", "ConnectionRegistry", "ServeCall", "Server", "serve"]
 
 log = logging.getLogger("trio_http.error")
 
@@ -127,7 +129,7 @@ class Server:
 
     def __init__(
         self,
-        handler: Handler,
+        handler: Handler | ExchangeApp,
         config: ServerConfig | None = None,
         *,
         access_log_format: LogFormat = "combined",
@@ -259,7 +261,7 @@ def serve(
     backlog: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
-) -> _ServeCall:
+) -> ServeCall:
     """Serve *handler* (usually an :class:`~trio_http.App`) on *host*:*port*.
 
     Two ways to run it.  With ``nursery.start``, which returns the bound addresses once
@@ -280,30 +282,31 @@ def serve(
     (see :class:`Server`): in-flight requests get up to ``config.graceful_timeout`` seconds.
     Raises ``OSError`` if it cannot listen.
     """
-    return _ServeCall(handler, host, port, config, backlog, ssl_context, task_status)
+    return ServeCall(
+        partial(Server, handler, config), host, port, backlog, ssl_context, task_status
+    )
 
 
-class _ServeCall(Coroutine[Any, Any, None]):
+class ServeCall(Coroutine[Any, Any, None]):
     """What :func:`serve` returns: a coroutine and an async context manager at once.
 
-    The coroutine is created only when first driven, so using the object purely as a
-    context manager leaves no never-awaited coroutine behind.
+    It opens the listeners and runs the server *make_server* builds.  The coroutine is created
+    only when first driven, so using the object purely as a context manager leaves no
+    never-awaited coroutine behind.
     """
 
     def __init__(
         self,
-        handler: Handler,
+        make_server: Callable[[], Server],
         host: str | None,
         port: int,
-        config: ServerConfig | None,
         backlog: int | None,
         ssl_context: ssl.SSLContext | None,
         task_status: trio.TaskStatus[list[Address]],
     ) -> None:
-        self._handler = handler
+        self._make_server = make_server
         self._host = host
         self._port = port
-        self._config = config
         self._backlog = backlog
         self._ssl_context = ssl_context
         self._task_status = task_status
@@ -317,7 +320,7 @@ class _ServeCall(Coroutine[Any, Any, None]):
         listeners = await open_listeners(
             self._host, self._port, backlog=self._backlog, ssl_context=self._ssl_context
         )
-        await Server(self._handler, self._config).run(listeners, task_status=task_status)
+        await self._make_server().run(listeners, task_status=task_status)
 
     def _driven(self) -> Coroutine[Any, Any, None]:
         if self._coroutine is None:
@@ -358,5 +361,5 @@ class _ServeCall(Coroutine[Any, Any, None]):
 def __getattr__(name: str) -> Any:
     if name == "Serving":  # the old name of what serve() returns
         warnings.warn("trio_http.server.Serving is private now", DeprecationWarning, stacklevel=2)
-        return _ServeCall
+        return ServeCall
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,6 +28,7 @@ import trio.testing
 from .config import ServerConfig
 from .headers import HeaderInput, Headers
 from .http11 import HTTPConnection
+from .http11.exchange import ExchangeApp
 from .request import Handler
 
 __all__ = ["TestClient", "TestResponse"]
@@ -79,7 +80,7 @@ class TestClient:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, app: Handler, config: ServerConfig | None = None) -> None:
+    def __init__(self, app: Handler | ExchangeApp, config: ServerConfig | None = None) -> None:
         self.app = app
         self.config = config or ServerConfig(access_log=False)
         self._exit_stack = AsyncExitStack()
