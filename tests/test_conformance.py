@@ -329,3 +329,46 @@ async def test_an_upgrade_the_client_did_not_ask_for_is_500(
         answer = await client.send_raw(request_head)
     assert answer.startswith((b"HTTP/1.1 500 ", b"HTTP/1.0 500 ")), answer
     assert "cannot switch protocols" in caplog.text
+
+
+async def test_a_handler_can_switch_protocols_itself_and_go_on() -> None:
+    """Request.upgrade: the handler chooses the 101's fields, then speaks on the stream."""
+    app = App()
+
+    @app.get("/imperative")
+    async def imperative(request: Request) -> Response:
+        stream = await request.upgrade({"upgrade": "shout", "connection": "upgrade"})
+        while data := await stream.receive_some():
+            await stream.send_all(data.upper())
+        return Response("never sent")
+
+    client, server = await socket_stream_pair()
+    from trio_http.http11 import HTTPConnection
+
+    connection = HTTPConnection(server, app, ServerConfig(access_log=False))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(connection.run)
+        request = UPGRADE.replace(b"/echo-protocol", b"/imperative")
+        await client.send_all(request + b"first ")
+        head = await read_until(client, b"FIRST ")
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        await client.send_eof()
+        assert await client.receive_some() == b""
+    assert b"never sent" not in head
+
+
+async def test_request_upgrade_refuses_a_request_that_did_not_ask() -> None:
+    errors: list[str] = []
+    app = App()
+
+    @app.get("/")
+    async def handler(request: Request) -> Response:
+        try:
+            await request.upgrade({"upgrade": "shout"})
+        except RuntimeError as exc:
+            errors.append(str(exc))
+        return Response("plain")
+
+    async with TestClient(app) as client:
+        assert (await client.get("/")).body == b"plain"
+    assert errors and "cannot switch protocols" in errors[0]

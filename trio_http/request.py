@@ -16,6 +16,9 @@ from .errors import BodyTooLarge
 from .headers import Headers
 
 if TYPE_CHECKING:
+    import trio
+
+    from .headers import HeaderInput
     from .response import BaseResponse
 
 __all__ = ["BodySource", "Handler", "Request"]
@@ -30,6 +33,14 @@ class BodySource(Protocol):
         Raises :class:`~trio_http.ClientDisconnected` if the client goes away first.
         """
         ...
+
+
+class Upgrader(Protocol):
+    """What switches a request's connection to another protocol (the connection)."""
+
+    async def switch_protocols(
+        self, request: Request, headers: HeaderInput | Headers | None
+    ) -> trio.abc.Stream: ...
 
 
 class _NoBody:
@@ -52,6 +63,7 @@ class Request:
         "_body_consumed",
         "_body_source",
         "_cached_body",
+        "_upgrader",
         "client",
         "headers",
         "http_version",
@@ -71,6 +83,7 @@ class Request:
         http_version: str = "1.1",
         client: tuple[str, int] | None = None,
         body_source: BodySource | None = None,
+        upgrader: Upgrader | None = None,
     ) -> None:
         self.method = method
         self.target = target
@@ -87,6 +100,7 @@ class Request:
         self._body_source: BodySource = body_source or _NO_BODY
         self._body_consumed = False
         self._cached_body: bytes | None = None
+        self._upgrader = upgrader
 
     @property
     def query(self) -> dict[str, list[str]]:
@@ -130,6 +144,21 @@ class Request:
                 parts.append(chunk)
             self._cached_body = b"".join(parts)
         return self._cached_body
+
+    async def upgrade(self, headers: HeaderInput | Headers | None = None) -> trio.abc.Stream:
+        """Switch the connection to another protocol: send ``101 Switching Protocols`` with
+        *headers* (``Upgrade``, ``Connection: upgrade``, what the protocol needs) and return
+        the connection's stream, with whatever the client sent after its request in front.
+
+        The handler then speaks the new protocol on the stream; the connection closes when the
+        handler returns (its return value is not sent).  Raises ``RuntimeError`` unless the
+        client asked to upgrade (HTTP/1.1, ``Upgrade``, ``Connection: upgrade``) and its body
+        has been read, or outside a server.  (Returning an :class:`~trio_http.Upgrade` does the
+        same in one step.)
+        """
+        if self._upgrader is None:
+            raise RuntimeError("this request is not served by a connection that can upgrade")
+        return await self._upgrader.switch_protocols(self, headers)
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target!r}>"

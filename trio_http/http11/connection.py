@@ -26,8 +26,8 @@ import trio
 from ..accesslog import AccessLogger
 from ..config import ServerConfig
 from ..errors import ClientDisconnected, HTTPError
-from ..headers import Headers
-from ..protocol.rules import RequestFacts, check_request, must_close
+from ..headers import HeaderInput, Headers
+from ..protocol.rules import must_close
 from ..request import Handler, Request
 from ..response import BaseResponse, Upgrade, error_response
 from ..transport import transport_for
@@ -41,8 +41,9 @@ from .head import (
     peer_name,
     read_head,
     restart_after_empty_lines,
+    start_request,
 )
-from .upgrade import hand_over, may_switch
+from .upgrade import UpgradedStream, hand_over, switch
 from .writer import ResponseAborted, ResponseWriter
 
 
@@ -122,7 +123,8 @@ class HTTPConnection:
         self._close_requested = False
         #: The current request's client asked to close (Connection: close, HTTP/1.0).
         self._client_close = False
-        self._upgraded = False
+        #: The stream handed over after a 101 (the connection closes after that exchange).
+        self._upgraded: UpgradedStream | None = None
 
     # ---------------------------------------------------------------- the loop
 
@@ -180,7 +182,7 @@ class HTTPConnection:
         finally:
             self._log_access(request, status, sent, started)
         keep_going = (
-            not self._upgraded
+            self._upgraded is None
             and self._conn.our_state is not h11.MUST_CLOSE
             and await body.drain(self._config.max_drain_size)
         )
@@ -199,6 +201,8 @@ class HTTPConnection:
         self._close_requested = True
         if self._transport.deadline.waiting_for == "idle":
             self._transport.deadline.cancel()
+        elif self._upgraded is not None:
+            self._upgraded.going_away.set()  # the protocol says goodbye its own way
 
     def _draining(self) -> bool:
         return self._registry is not None and self._registry.draining
@@ -239,36 +243,16 @@ class HTTPConnection:
         """Check the request and build it; returns it, its body, and the error to answer
         instead of calling the handler, if any."""
         self._requests_served += 1
-        facts = check_request(event, self._config)
+        request, body, facts = start_request(
+            event, self._conn, self._transport, self._config, client=self._client, upgrader=self
+        )
         refusal = self._refuse_with
         if isinstance(facts, HTTPError):
             refusal = facts
-            method, target = event.method.decode("ascii"), event.target.decode("ascii")
-            log.info("%s: refused %s %s: %s", self._peer(), method, target, facts)
-            # Nothing more of this request is read: treat its body as unknown and unread.
-            facts = RequestFacts(event.http_version != b"1.1", None, has_body=True)
-        self._client_close = facts.client_close
-        body = RequestBody(
-            self._conn,
-            self._transport,
-            declared=facts.declared_length,
-            expected=facts.has_body,
-            max_body_size=self._config.max_body_size,
-            timeout=self._config.body_timeout,
-        )
-        request = Request(
-            event.method.decode("ascii"),
-            event.target.decode("ascii"),
-            Headers.from_raw(list(event.headers)),
-            http_version=event.http_version.decode("ascii"),
-            client=self._client,
-            body_source=body,
-        )
-        if not body.expected:
-            # Let h11 reach the end of the request now (no I/O needed), so that their_state
-            # says DONE rather than "body not read".
-            end = self._conn.next_event()
-            assert isinstance(end, h11.EndOfMessage), end
+            log.info("%s: refused %s %s: %s", self._peer(), request.method, request.target, facts)
+            self._client_close = event.http_version != b"1.1"
+        else:
+            self._client_close = facts.client_close
         return request, body, refusal
 
     async def _run_exchange(
@@ -311,6 +295,9 @@ class HTTPConnection:
         self, request: Request | None, body: RequestBody | None, response: BaseResponse
     ) -> tuple[int, int]:
         """Send *response* (or switch protocols); returns the status and body bytes sent."""
+        if self._upgraded is not None:  # the handler switched protocols (Request.upgrade)
+            await response.aclose()
+            return 101, 0
         if isinstance(response, Upgrade):
             return await self._switch_protocols(request, response), 0
         try:
@@ -371,16 +358,30 @@ class HTTPConnection:
             max_drain_size=config.max_drain_size,
         )
 
+    async def switch_protocols(
+        self, request: Request, headers: HeaderInput | Headers | None
+    ) -> UpgradedStream:
+        """:meth:`Request.upgrade <trio_http.Request.upgrade>`: send ``101`` with *headers*;
+        returns the stream, with h11's unread bytes in front.  The connection closes after the
+        handler returns.  Raises ``RuntimeError`` if the request cannot switch protocols."""
+        if self._upgraded is not None:
+            raise RuntimeError("the connection has already switched protocols")
+        head = self._finalizer.switching_protocols(Headers(headers))
+        self._upgraded = await switch(self._conn, self._writer, self._transport, request, head)
+        return self._upgraded
+
     async def _switch_protocols(self, request: Request | None, upgrade: Upgrade) -> int:
-        """Send ``101``, hand the stream (and h11's unread bytes) to the upgrade's handler."""
-        if request is None or not may_switch(self._conn, request):
-            log.error("%s: an Upgrade for a request that cannot switch protocols", self._peer())
+        """Answer an :class:`Upgrade`: switch, then run its handler on the stream."""
+        try:
+            if request is None:
+                raise RuntimeError("no request to upgrade")
+            stream = await self.switch_protocols(request, upgrade.headers)
+        except RuntimeError as exc:
+            log.error("%s: an Upgrade that cannot be honoured: %s", self._peer(), exc)
             self._close_requested = True
             status, _ = await self._send(request, None, error_response(500, "cannot upgrade"))
             return status
-        await self._writer.write_informational(self._finalizer.switching_protocols(upgrade))
-        self._upgraded = True
-        await hand_over(upgrade, self._transport.stream, self._conn.trailing_data[0], self._peer())
+        await hand_over(upgrade, stream, self._peer())
         return 101
 
     # ---------------------------------------------------------------- ending
@@ -409,7 +410,7 @@ class HTTPConnection:
         """The client said it sends nothing more, and all it sent was read (so closing at once
         cannot reset a response: no lingering needed, RFC 9112 §9.6)."""
         conn = self._conn
-        if self._upgraded:
+        if self._upgraded is not None:
             return True
         done = self._client_close and conn.their_state in (h11.DONE, h11.MUST_CLOSE)
         # Unread input (a stray CRLF after a body, say) would make closing send a reset.

@@ -20,6 +20,7 @@ import h11
 
 from ..compression import negotiate_and_encode
 from ..config import ServerConfig
+from ..headers import Headers
 from ..protocol.h11_events import ResponseHeadCache
 from ..protocol.httpdate import format_http_date
 from ..request import Request
@@ -89,9 +90,9 @@ class ResponseFinalizer:
             )
         return response, self._head(response, last=last, keep_alive=request is not None)
 
-    def switching_protocols(self, response: BaseResponse) -> h11.InformationalResponse:
-        """The head of a ``101`` (an :class:`~trio_http.Upgrade`): its fields, Date, Server."""
-        raw = response.headers.raw
+    def switching_protocols(self, headers: Headers) -> h11.InformationalResponse:
+        """The head of a ``101``: *headers*, Date, Server."""
+        raw = headers.raw
         if self._date_header:
             raw.append((b"date", _date_cache.get()))
         raw.extend(self._constant_fields)

@@ -14,9 +14,13 @@ from typing import Final
 import h11
 import trio
 
+from ..config import ServerConfig
 from ..errors import HTTPError
-from ..protocol.rules import describe_h11_error, skip_empty_lines
+from ..headers import Headers
+from ..protocol.rules import RequestFacts, check_request, describe_h11_error, skip_empty_lines
+from ..request import Request, Upgrader
 from ..transport import Transport, Waiting
+from .body import RequestBody
 
 __all__ = [
     "EMPTY_LINE",
@@ -131,3 +135,42 @@ def restart_after_empty_lines(conn: h11.Connection, max_header_size: int) -> h11
     if closed:
         fresh.receive_data(b"")
     return fresh
+
+
+def start_request(
+    event: h11.Request,
+    conn: h11.Connection,
+    transport: Transport,
+    config: ServerConfig,
+    *,
+    client: tuple[str, int] | None,
+    upgrader: Upgrader,
+) -> tuple[Request, RequestBody, RequestFacts | HTTPError]:
+    """The :class:`Request` for a head, its body, and what the checks found: the facts, or
+    the error to answer instead of calling the handler (then the body is never read)."""
+    facts = check_request(event, config)
+    # A refused request's body is unknown and stays unread.
+    refused = isinstance(facts, HTTPError)
+    body = RequestBody(
+        conn,
+        transport,
+        declared=None if isinstance(facts, HTTPError) else facts.declared_length,
+        expected=refused or (isinstance(facts, RequestFacts) and facts.has_body),
+        max_body_size=config.max_body_size,
+        timeout=config.body_timeout,
+    )
+    request = Request(
+        event.method.decode("ascii"),
+        event.target.decode("ascii"),
+        Headers.from_raw(list(event.headers)),
+        http_version=event.http_version.decode("ascii"),
+        client=client,
+        body_source=body,
+        upgrader=upgrader,
+    )
+    if not body.expected:
+        # Let h11 reach the end of the request now (no I/O needed), so that their_state says
+        # DONE rather than "body not read".
+        end = conn.next_event()
+        assert isinstance(end, h11.EndOfMessage), end
+    return request, body, facts

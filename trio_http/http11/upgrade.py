@@ -15,8 +15,10 @@ from h11 import MIGHT_SWITCH_PROTOCOL  # type: ignore[attr-defined]  # public, n
 
 from ..request import Request
 from ..response import Upgrade
+from ..transport import Transport
+from .writer import ResponseWriter
 
-__all__ = ["UpgradedStream", "hand_over", "may_switch"]
+__all__ = ["UpgradedStream", "hand_over", "may_switch", "switch"]
 
 log = logging.getLogger("trio_http.error")
 
@@ -32,11 +34,29 @@ def may_switch(conn: h11.Connection, request: Request) -> bool:
     )
 
 
-async def hand_over(upgrade: Upgrade, stream: trio.abc.Stream, pending: bytes, peer: str) -> None:
-    """Run the upgrade's handler on *stream*, with *pending* (bytes h11 read past the request
-    head) in front.  Its failures are logged, not raised: the connection closes either way."""
+async def switch(
+    conn: h11.Connection,
+    writer: ResponseWriter,
+    transport: Transport,
+    request: Request,
+    head: h11.InformationalResponse,
+) -> UpgradedStream:
+    """Send the ``101`` *head*; return the stream, with h11's unread bytes in front.  Raises
+    ``RuntimeError`` if *request* cannot switch protocols (see :func:`may_switch`)."""
+    if not may_switch(conn, request):
+        raise RuntimeError(
+            "this request cannot switch protocols: it needs HTTP/1.1, Upgrade and "
+            "Connection: upgrade, and its body read"
+        )
+    await writer.write_informational(head)
+    return UpgradedStream(transport.stream, conn.trailing_data[0])
+
+
+async def hand_over(upgrade: Upgrade, stream: UpgradedStream, peer: str) -> None:
+    """Run the upgrade's handler on *stream*.  Its failures are logged, not raised: the
+    connection closes either way."""
     try:
-        await upgrade.handler(UpgradedStream(stream, pending))
+        await upgrade.handler(stream)
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away: the protocol's handler had nothing more to do
     except Exception:
@@ -44,11 +64,16 @@ async def hand_over(upgrade: Upgrade, stream: trio.abc.Stream, pending: bytes, p
 
 
 class UpgradedStream(trio.abc.HalfCloseableStream):
-    """*stream*, with *pending* bytes put back in front of what it receives."""
+    """*stream*, with *pending* bytes put back in front of what it receives.
+
+    :attr:`going_away` is set when the server shuts down: the protocol should say goodbye
+    (a WebSocket sends ``1001``) and finish within the graceful timeout.
+    """
 
     def __init__(self, stream: trio.abc.Stream, pending: bytes) -> None:
         self._stream = stream
         self._pending = pending
+        self.going_away = trio.Event()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._pending:
