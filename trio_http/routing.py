@@ -16,11 +16,15 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from .errors import HTTPError
 from .request import Handler, Request
 from .response import BaseResponse
+
+if TYPE_CHECKING:
+    from .websocket import WebSocketHandler, WebSocketSettings
 
 __all__ = ["App", "Handler", "Route"]
 
@@ -87,7 +91,9 @@ class App:
     response and anything else into ``500``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, websocket_settings: WebSocketSettings | None = None) -> None:
+        #: Limits and timers of the WebSockets of :meth:`websocket` routes.
+        self.websocket_settings = websocket_settings
         self._routes: list[Route] = []
         # Exact paths are looked up in a dict before the patterns are tried: most requests hit
         # a fixed path, and a dict lookup costs the same however many routes there are.
@@ -130,6 +136,31 @@ class App:
 
     def delete(self, pattern: str) -> Callable[[Handler], Handler]:
         return self.route(pattern, ["DELETE"])
+
+    def websocket(self, pattern: str) -> Callable[[WebSocketHandler], WebSocketHandler]:
+        """Register the decorated function as the WebSocket endpoint at *pattern*::
+
+            @app.websocket("/chat/{room}")
+            async def chat(ws: WebSocket) -> None:
+                await ws.accept()
+                async for message in ws:
+                    await ws.send(message)
+
+        It gets a :class:`~trio_http.websocket.WebSocket` to accept (or it returns a response
+        to refuse); a plain GET without the handshake gets ``426``.
+        """
+        from .websocket import WebSocketSettings, serve_websocket
+
+        settings = self.websocket_settings or WebSocketSettings()
+
+        def register(handler: WebSocketHandler) -> WebSocketHandler:
+            async def endpoint(request: Request) -> BaseResponse:
+                return await serve_websocket(request, handler, settings)
+
+            self.add_route(pattern, endpoint, ["GET"])
+            return handler
+
+        return register
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         """Find the handler for *method* and *path* and the decoded path parameters.

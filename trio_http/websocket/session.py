@@ -1,0 +1,323 @@
+"""One WebSocket after its handshake: wsproto for the frames, three small tasks around it.
+
+A :class:`WebSocket` runs, beside the application's code:
+
+- a **reader** that feeds wsproto, answers pings, completes the close handshake and queues whole
+  messages (at most ``queue_size``: an application that stops receiving stops the reading, and
+  TCP slows the client down; memory stays bounded);
+- a **keep-alive** that pings every ``ping_interval`` and closes with ``1011`` a peer that does
+  not answer within ``ping_timeout`` (so an idle socket is bounded too);
+- a **goodbye** that closes with ``1001`` when the server shuts down.
+
+Violations close with the RFC 6455 codes: wsproto reports ``1002`` (protocol error) and ``1007``
+(invalid UTF-8); a message over ``max_size`` (counted inflated, see deflate.py) gives ``1009``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import trio
+from wsproto import ConnectionType
+from wsproto.connection import Connection, ConnectionState
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    TextMessage,
+)
+
+from ..headers import HeaderInput, Headers
+from ..request import Request
+from .deflate import BoundedDeflate
+from .handshake import Offer, accept_fields
+
+__all__ = ["WebSocket", "WebSocketClosed", "WebSocketSettings"]
+
+log = logging.getLogger("trio_http.error")
+
+Data = str | bytes
+State = Literal["connecting", "open", "closing", "closed"]
+#: Bytes read from the socket at a time (also bounds what one read can inflate to).
+READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True)
+class WebSocketSettings:
+    """Limits and timers of the WebSockets of a server or an app (times in seconds)."""
+
+    #: Largest message accepted (after decompression); larger closes with 1009.
+    max_size: int = 16 * 1024 * 1024
+    #: Ping the peer this often (``None``: never).
+    ping_interval: float | None = 20.0
+    #: Close with 1011 a peer that has not answered a ping within this time.
+    ping_timeout: float | None = 20.0
+    #: ``Origin`` values allowed to open a WebSocket (``None``: any); others get 403.
+    allowed_origins: tuple[str, ...] | None = None
+    #: Offer ``permessage-deflate`` when the client asks for it.
+    compression: bool = True
+    #: Whole messages received and not yet taken by ``receive()`` before reading stops.
+    queue_size: int = 16
+    #: How long a closing side waits for the peer's close frame.
+    close_timeout: float = 5.0
+
+
+class WebSocketClosed(Exception):
+    """The WebSocket is closed: by the peer, by us, or because the connection was lost
+    (``1006``).  Raised by :meth:`WebSocket.receive` and :meth:`WebSocket.send`."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"WebSocket closed ({self.code}{': ' + self.reason if self.reason else ''})"
+
+
+class WebSocket:
+    """A WebSocket for a handler: :meth:`accept` it (or return a response instead), then
+    :meth:`receive` and :meth:`send` messages (``str`` for text, ``bytes`` for binary),
+    ``async for`` over the messages, and :meth:`close`."""
+
+    def __init__(
+        self, request: Request, offer: Offer, settings: WebSocketSettings, nursery: trio.Nursery
+    ) -> None:
+        self.request = request
+        self.headers = request.headers
+        self.path_params = request.path_params
+        #: The subprotocols the client offered, most preferred first.
+        self.subprotocols = offer.subprotocols
+        #: The subprotocol accepted, if any.
+        self.subprotocol: str | None = None
+        self.state: State = "connecting"
+        #: Set once closed: the code and reason (1006 when the connection was lost).
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.messages_in = self.bytes_in = self.messages_out = self.bytes_out = 0
+        self._offer = offer
+        self._settings = settings
+        self._nursery = nursery
+        self._stream: trio.abc.Stream | None = None
+        self._protocol = Connection(ConnectionType.SERVER)
+        self._write_lock = trio.Lock()
+        self._inbox_writer, self._inbox = trio.open_memory_channel[Data](settings.queue_size)
+        self._closed = trio.Event()
+        self._pong = trio.Event()
+        self._ping_payload = b""
+        self.opened_at = time.monotonic()
+
+    # ---------------------------------------------------------------- the API
+
+    async def accept(
+        self, subprotocol: str | None = None, headers: HeaderInput | None = None
+    ) -> None:
+        """Send the ``101`` and start the WebSocket, with *subprotocol* (one the client
+        offered: ``ValueError`` otherwise) and extra *headers*."""
+        if self.state != "connecting":
+            raise RuntimeError("the WebSocket has already been accepted")
+        extension, answer = self._negotiate_deflate()
+        fields = accept_fields(self._offer, subprotocol=subprotocol, extension=answer)
+        fields += Headers(headers).raw
+        self._stream = await self.request.upgrade(fields)
+        self._protocol = Connection(ConnectionType.SERVER, [extension] if extension else [])
+        self.subprotocol = subprotocol
+        self.state = "open"
+        self.opened_at = time.monotonic()
+        self._nursery.start_soon(self._read)
+        self._nursery.start_soon(self._keep_alive)
+        going_away = getattr(self._stream, "going_away", None)
+        if isinstance(going_away, trio.Event):
+            self._nursery.start_soon(self._goodbye, going_away)
+
+    async def receive(self) -> Data:
+        """The next message.  Raises :class:`WebSocketClosed` once the WebSocket is closed."""
+        if self.state == "connecting":
+            raise RuntimeError("accept the WebSocket before receiving")
+        try:
+            return await self._inbox.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
+
+    async def send(self, data: Data) -> None:
+        """Send a message: text for ``str``, binary for ``bytes``.  Waits while the client
+        does not read (the send buffer is the socket's).  Raises :class:`WebSocketClosed`."""
+        if self.state != "open":
+            if self.state == "connecting":
+                raise RuntimeError("accept the WebSocket before sending")
+            raise WebSocketClosed(self.close_code or 1006, self.close_reason)
+        await self._send(
+            TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=bytes(data))
+        )
+        self.messages_out += 1
+        self.bytes_out += len(data)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the close handshake and wait (``close_timeout`` at most) for the peer's."""
+        if self.state in ("connecting", "closing", "closed"):
+            if self.state == "connecting":
+                raise RuntimeError("not accepted: return a response to refuse a WebSocket")
+            await self._closed.wait()
+            return
+        self.state = "closing"
+        self.close_code, self.close_reason = code, reason
+        self._inbox.close()  # the reader drops messages from now on
+        with trio.move_on_after(self._settings.close_timeout):
+            await self._send(CloseConnection(code=code, reason=reason or None))
+            await self._closed.wait()
+        await self._finish()
+
+    def __aiter__(self) -> WebSocket:
+        return self
+
+    async def __anext__(self) -> Data:
+        try:
+            return await self.receive()
+        except WebSocketClosed:
+            raise StopAsyncIteration from None
+
+    # ---------------------------------------------------------------- the tasks
+
+    def _negotiate_deflate(self) -> tuple[BoundedDeflate | None, str | None]:
+        if not self._settings.compression:
+            return None, None
+        for offer in self._offer.extensions:
+            extension = BoundedDeflate(self._settings.max_size)
+            if offer.split(";")[0].strip() != extension.name:
+                continue
+            accepted = extension.accept(offer)
+            if accepted is None or accepted is False:
+                continue
+            params = accepted if isinstance(accepted, str) else ""
+            return extension, f"{extension.name}; {params}" if params else extension.name
+        return None, None
+
+    async def _read(self) -> None:
+        """Feed wsproto until the WebSocket is closed; queue whole messages."""
+        assert self._stream is not None
+        parts: list[Data] = []
+        size = 0
+        try:
+            while self.state != "closed":
+                data = bytes(await self._stream.receive_some(READ_SIZE))
+                self._protocol.receive_data(data or None)
+                if not data:
+                    self._lost("the client closed the connection without a close frame")
+                    return
+                for event in self._protocol.events():
+                    if isinstance(event, (TextMessage, BytesMessage)):
+                        parts.append(
+                            event.data if isinstance(event.data, str) else bytes(event.data)
+                        )
+                        size += len(event.data)
+                        if size > self._settings.max_size:
+                            await self._fail(1009, "message too big")
+                            return
+                        if event.message_finished:
+                            await self._deliver(parts)
+                            parts, size = [], 0
+                    elif isinstance(event, Ping):
+                        await self._send(event.response())
+                    elif isinstance(event, Pong):
+                        if event.payload == self._ping_payload:
+                            self._pong.set()
+                    elif isinstance(event, CloseConnection):
+                        await self._on_close(event)
+                        return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._lost("the connection was lost")
+
+    async def _deliver(self, parts: list[Data]) -> None:
+        message: Data = (
+            "".join(p for p in parts if isinstance(p, str))
+            if isinstance(parts[0], str)
+            else b"".join(p for p in parts if isinstance(p, bytes))
+        )
+        self.messages_in += 1
+        self.bytes_in += len(message)
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._inbox_writer.send(message)  # (closing: nobody will receive it)
+
+    async def _on_close(self, event: CloseConnection) -> None:
+        state = self._protocol.state
+        if self.close_code is None:
+            self.close_code, self.close_reason = event.code, event.reason or ""
+        if state is ConnectionState.REMOTE_CLOSING:  # the peer began: answer its close
+            self.state = "closing"
+            await self._send(event.response())
+        elif state is ConnectionState.OPEN:  # wsproto found a violation (1002, 1007, ...)
+            self.close_code, self.close_reason = event.code, event.reason or ""
+            with trio.move_on_after(1):
+                await self._send(CloseConnection(code=event.code, reason=event.reason))
+        # (CLOSED: the peer's answer to our own close.)
+        await self._finish()
+
+    async def _keep_alive(self) -> None:
+        interval, timeout = self._settings.ping_interval, self._settings.ping_timeout
+        if interval is None:
+            return
+        while self.state == "open":
+            await trio.sleep(interval)
+            self._pong = trio.Event()
+            self._ping_payload = os.urandom(4)
+            await self._send(Ping(payload=self._ping_payload))
+            if timeout is None:
+                continue
+            with trio.move_on_after(timeout):
+                await self._pong.wait()
+                continue
+            log.info("%s: no answer to a WebSocket ping in %ss: closing", self._peer(), timeout)
+            await self._fail(1011, "ping timeout")
+            return
+
+    async def _goodbye(self, going_away: trio.Event) -> None:
+        await going_away.wait()
+        if self.state == "open":
+            await self.close(1001, "server shutting down")
+
+    # ---------------------------------------------------------------- helpers
+
+    async def _send(self, event: Event) -> None:
+        assert self._stream is not None
+        data = self._protocol.send(event)
+        async with self._write_lock:
+            try:
+                await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self._lost("the connection was lost")
+                raise WebSocketClosed(1006, "the connection was lost") from None
+
+    async def _fail(self, code: int, reason: str) -> None:
+        """Close at once after a violation or a timeout: send the code, don't wait long."""
+        self.state = "closing"
+        self.close_code, self.close_reason = code, reason
+        self._inbox_writer.close()
+        with trio.move_on_after(1):
+            with contextlib.suppress(WebSocketClosed):
+                await self._send(CloseConnection(code=code, reason=reason))
+        await self._finish()
+
+    def _lost(self, why: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = 1006, why
+        self.state = "closed"
+        self._closed.set()
+        self._inbox_writer.close()
+
+    async def _finish(self) -> None:
+        self.state = "closed"
+        self._closed.set()
+        self._inbox_writer.close()
+        if self._stream is not None:
+            await trio.aclose_forcefully(self._stream)
+
+    def _peer(self) -> str:
+        client = self.request.client
+        return f"{client[0]}:{client[1]}" if client else "client"
