@@ -31,6 +31,7 @@ from ..listeners import Address
 from ..response import error_response
 from .scope import ScopeSettings, http_scope
 from .types import ASGIApp, Message
+from .websocket import serve_websocket_scope
 
 __all__ = ["ASGIHost", "ClientGone"]
 
@@ -61,6 +62,10 @@ class ASGIHost:
         )
         if isinstance(exchange.stream, trio.SSLStream):
             scope["extensions"]["tls"] = _tls_extension(exchange.stream)
+        upgrade = (exchange.request.headers.get("upgrade") or "").lower()
+        if "websocket" in upgrade:
+            await serve_websocket_scope(self.app, scope, exchange, self.settings.websocket)
+            return
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except ClientGone:

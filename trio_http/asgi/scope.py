@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from ..request import Request
+from ..websocket.settings import WebSocketSettings
 from .proxy import TrustedProxies, client_and_scheme
 from .types import Scope
 
@@ -30,6 +31,8 @@ class ScopeSettings:
     proxies: TrustedProxies | None = None
     #: The lifespan state; each request gets a shallow copy.
     state: dict[str, Any] = field(default_factory=dict)
+    #: Limits and timers of the app's WebSockets.
+    websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
 
 
 def http_scope(

@@ -22,6 +22,7 @@ from ..accesslog import LogFormat
 from ..config import ServerConfig
 from ..listeners import Address
 from ..server import ServeCall, Server
+from ..websocket.settings import WebSocketSettings
 from .http import ASGIHost
 from .lifespan import Lifespan, LifespanMode
 from .proxy import TrustedProxies
@@ -47,9 +48,15 @@ class ASGIServer(Server):
         lifespan: LifespanMode = "auto",
         root_path: str = "",
         proxies: TrustedProxies | None = None,
+        websocket: WebSocketSettings | None = None,
         access_log_format: LogFormat = "combined",
     ) -> None:
-        self.settings = ScopeSettings(root_path=root_path, proxies=proxies, state={})
+        self.settings = ScopeSettings(
+            root_path=root_path,
+            proxies=proxies,
+            state={},
+            websocket=websocket or WebSocketSettings(),
+        )
         super().__init__(ASGIHost(app, self.settings), config, access_log_format=access_log_format)
         self.app = app
         self.lifespan_mode: LifespanMode = lifespan
@@ -106,6 +113,7 @@ def serve_asgi(
     lifespan: LifespanMode = "auto",
     root_path: str = "",
     proxies: TrustedProxies | None = None,
+    websocket: WebSocketSettings | None = None,
     backlog: int | None = None,
     ssl_context: ssl.SSLContext | None = None,
     task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
@@ -113,6 +121,12 @@ def serve_asgi(
     """Serve the ASGI application *app* on *host*:*port*, as :func:`trio_http.serve` does a
     handler: with ``nursery.start`` or as an async context manager (see there)."""
     make_server = partial(
-        ASGIServer, app, config, lifespan=lifespan, root_path=root_path, proxies=proxies
+        ASGIServer,
+        app,
+        config,
+        lifespan=lifespan,
+        root_path=root_path,
+        proxies=proxies,
+        websocket=websocket,
     )
     return ServeCall(make_server, host, port, backlog, ssl_context, task_status)

@@ -263,8 +263,8 @@ class HTTPConnection:
 
         finalize = functools.partial(self._finalize, request, body)
         exchange = Exchange(request, body, self._writer, self._transport, finalize)
-        if await exchange.run(app, self._peer()):
-            return exchange.status, exchange.sent
+        if await exchange.run(app, self._peer(), switched=lambda: self._upgraded is not None):
+            return (101, 0) if self._upgraded is not None else (exchange.status, exchange.sent)
         self._close_requested = True
         response = error_response(500, "the server failed to handle this request")
         return await self._respond(request, body, response)

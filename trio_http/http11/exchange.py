@@ -154,13 +154,15 @@ class Exchange:
         await self._writer.write_end()
         self.ended = True
 
-    async def run(self, app: ExchangeApp, peer: str) -> bool:
-        """Let *app* answer; returns whether it sent a response (if not, the caller answers
-        ``500``).  Raises :class:`ResponseAborted` if it started one and did not complete it:
-        a truncated body must never look complete."""
+    async def run(self, app: ExchangeApp, peer: str, switched: Callable[[], bool]) -> bool:
+        """Let *app* answer; returns whether it sent a response or *switched* protocols (if
+        not, the caller answers ``500``).  Raises :class:`ResponseAborted` if it started a
+        response and did not complete it: a truncated body must never look complete."""
         failure = ""
         try:
             await app.serve_exchange(self)
+            if switched():
+                return True
         except ClientDisconnected:
             raise
         except Exception as exc:

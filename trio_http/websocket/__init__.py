@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 from .route import WebSocketHandler, serve_websocket
-from .session import WebSocket, WebSocketClosed, WebSocketSettings
+from .session import WebSocket, WebSocketClosed
+from .settings import WebSocketSettings
 
 __all__ = [
     "WebSocket",

@@ -19,7 +19,6 @@ import contextlib
 import logging
 import os
 import time
-from dataclasses import dataclass
 from typing import Literal
 
 import trio
@@ -38,6 +37,7 @@ from ..headers import HeaderInput, Headers
 from ..request import Request
 from .deflate import BoundedDeflate
 from .handshake import Offer, accept_fields
+from .settings import WebSocketSettings
 
 __all__ = ["WebSocket", "WebSocketClosed", "WebSocketSettings"]
 
@@ -47,26 +47,6 @@ Data = str | bytes
 State = Literal["connecting", "open", "closing", "closed"]
 #: Bytes read from the socket at a time (also bounds what one read can inflate to).
 READ_SIZE = 64 * 1024
-
-
-@dataclass(frozen=True)
-class WebSocketSettings:
-    """Limits and timers of the WebSockets of a server or an app (times in seconds)."""
-
-    #: Largest message accepted (after decompression); larger closes with 1009.
-    max_size: int = 16 * 1024 * 1024
-    #: Ping the peer this often (``None``: never).
-    ping_interval: float | None = 20.0
-    #: Close with 1011 a peer that has not answered a ping within this time.
-    ping_timeout: float | None = 20.0
-    #: ``Origin`` values allowed to open a WebSocket (``None``: any); others get 403.
-    allowed_origins: tuple[str, ...] | None = None
-    #: Offer ``permessage-deflate`` when the client asks for it.
-    compression: bool = True
-    #: Whole messages received and not yet taken by ``receive()`` before reading stops.
-    queue_size: int = 16
-    #: How long a closing side waits for the peer's close frame.
-    close_timeout: float = 5.0
 
 
 class WebSocketClosed(Exception):

@@ -1,0 +1,157 @@
+"""Serving an ASGI application's ``websocket`` scope (asgiref specs/www, "WebSocket").
+
+The handshake is checked first (the same rules as the route layer).  The application then
+gets ``websocket.connect`` and accepts with ``websocket.accept`` (the ``101`` goes out then),
+or refuses: ``websocket.close`` before accepting gives ``403``, and the
+``websocket.http.response`` extension sends a response of its own.  After that, messages map
+to :class:`~trio_http.websocket.WebSocket` calls; the peer's close becomes
+``websocket.disconnect`` with its code.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import trio
+
+from ..errors import HTTPError
+from ..http11.exchange import Exchange
+from ..response import error_response
+from ..websocket.handshake import check_handshake
+from ..websocket.session import WebSocket, WebSocketClosed
+from ..websocket.settings import WebSocketSettings
+from .types import ASGIApp, Message, Scope
+
+__all__ = ["serve_websocket_scope"]
+
+log = logging.getLogger("trio_http.error")
+
+
+async def serve_websocket_scope(
+    app: ASGIApp, scope: Scope, exchange: Exchange, settings: WebSocketSettings
+) -> None:
+    """Run *app* for the WebSocket handshake in *exchange*; *scope* is its http-like scope."""
+    request = exchange.request
+    offer = check_handshake(
+        request.method, request.http_version, request.headers,
+        allowed_origins=settings.allowed_origins,
+    )  # fmt: skip
+    if isinstance(offer, HTTPError):
+        response = error_response(offer.status, offer.detail, offer.headers)
+        await exchange.respond(response.status, response.headers.raw, response.body)
+        return
+    scope["type"] = "websocket"
+    scope["scheme"] = {"http": "ws", "https": "wss"}.get(scope["scheme"], scope["scheme"])
+    scope["subprotocols"] = list(offer.subprotocols)
+    scope["extensions"] = {"websocket.http.response": {}}
+    async with trio.open_nursery() as nursery:
+        cycle = _Cycle(exchange, WebSocket(request, offer, settings, nursery))
+        try:
+            await app(scope, cycle.receive, cycle.send)
+        except Exception:
+            if cycle.websocket.state == "connecting":
+                raise  # before the 101: the connection answers 500
+            log.exception("%s: ASGI WebSocket application failed", _peer(exchange))
+            await cycle.websocket.close(1011, "internal error")
+        await cycle.finish()
+        nursery.cancel_scope.cancel()
+
+
+class _Cycle:
+    def __init__(self, exchange: Exchange, websocket: WebSocket) -> None:
+        self.exchange = exchange
+        self.websocket = websocket
+        self._connected = False  # websocket.connect was delivered
+        self._decided = trio.Event()  # accepted, or refused with a response
+        self._denial: Message | None = None  # a websocket.http.response.start
+
+    async def receive(self) -> Message:
+        if not self._connected:
+            self._connected = True
+            await trio.lowlevel.checkpoint()
+            return {"type": "websocket.connect"}
+        await self._decided.wait()
+        try:
+            data = await self.websocket.receive()
+        except (WebSocketClosed, RuntimeError) as exc:
+            code = exc.code if isinstance(exc, WebSocketClosed) else 1006
+            return {
+                "type": "websocket.disconnect",
+                "code": code,
+                "reason": getattr(exc, "reason", ""),
+            }
+        if isinstance(data, str):
+            return {"type": "websocket.receive", "text": data}
+        return {"type": "websocket.receive", "bytes": data}
+
+    async def send(self, message: Message) -> None:
+        kind = message.get("type")
+        websocket = self.websocket
+        if kind == "websocket.accept" and websocket.state == "connecting":
+            headers: list[tuple[bytes, bytes]] = [
+                (bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())
+            ]
+            await websocket.accept(message.get("subprotocol"), headers)
+            self._decided.set()
+        elif kind == "websocket.send" and websocket.state != "connecting":
+            data: Any = message.get("bytes")
+            if data is None:
+                data = message.get("text")
+            try:
+                await websocket.send(data)
+            except WebSocketClosed as exc:
+                raise ClientGone(str(exc)) from None
+        elif kind == "websocket.close":
+            if websocket.state == "connecting":
+                await self._refuse()
+            else:
+                await websocket.close(int(message.get("code", 1000)), message.get("reason") or "")
+        elif kind == "websocket.http.response.start" and websocket.state == "connecting":
+            self._denial = message
+        elif kind == "websocket.http.response.body" and websocket.state == "connecting":
+            await self._deny(message)
+        else:
+            raise RuntimeError(f"unexpected ASGI message {kind!r} in state {websocket.state}")
+
+    async def _refuse(self) -> None:
+        """``websocket.close`` before accepting: 403 (the spec's "HTTP 403 response")."""
+        if self._decided.is_set():
+            return
+        response = error_response(403, "the WebSocket was refused")
+        await self.exchange.respond(response.status, response.headers.raw, response.body)
+        self._decided.set()
+
+    async def _deny(self, message: Message) -> None:
+        """The ``websocket.http.response`` extension: the app's own response, in pieces."""
+        start = self._denial
+        if start is None:
+            raise RuntimeError("'websocket.http.response.body' before its start")
+        headers = [(bytes(n).lower(), bytes(v)) for n, v in start.get("headers", ())]
+        body = bytes(message.get("body", b""))
+        if not self.exchange.started:
+            if not message.get("more_body"):
+                await self.exchange.respond(int(start["status"]), headers, body)
+                self._decided.set()
+                return
+            await self.exchange.start(int(start["status"]), headers, None)
+        await self.exchange.send(body)
+        if not message.get("more_body"):
+            await self.exchange.end()
+            self._decided.set()
+
+    async def finish(self) -> None:
+        """After the app returns: close an open WebSocket (1000), refuse an undecided one."""
+        if self.websocket.state == "connecting":
+            await self._refuse()
+        elif self.websocket.state == "open":
+            await self.websocket.close(1000)
+
+
+class ClientGone(OSError):
+    """``websocket.send`` after the WebSocket closed (the spec asks for an OSError)."""
+
+
+def _peer(exchange: Exchange) -> str:
+    client = exchange.request.client
+    return f"{client[0]}:{client[1]}" if client else "client"
