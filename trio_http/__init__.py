@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     )
     from .routing import App
     from .server import Server, serve
+    from .websocket import WebSocket, WebSocketClosed, WebSocketSettings
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
@@ -56,6 +57,9 @@ _EXPORTS = {
     "ServerConfig": "config",
     "StreamingResponse": "response",
     "Upgrade": "response",
+    "WebSocket": "websocket",
+    "WebSocketClosed": "websocket",
+    "WebSocketSettings": "websocket",
     "serve": "server",
 }
 
@@ -76,6 +80,9 @@ __all__ = [
     "ServerConfig",
     "StreamingResponse",
     "Upgrade",
+    "WebSocket",
+    "WebSocketClosed",
+    "WebSocketSettings",
     "__version__",
     "serve",
 ]
