@@ -5,9 +5,12 @@ Standard library only; the load generators are ``wrk`` and ``curl`` (Debian pack
 Run it with the interpreter of the venv that holds the servers (see bench/README.md):
 
     bench/.venv/bin/python bench/run.py [--quick] [--only SCENARIO] [--servers a,b]
+                                        [--baseline GIT_REF]
 
 Every server is pinned to CPU 0 and the load generator (and this runner) to CPU 1.
 Results are printed as a Markdown table of medians and saved as JSON in bench/results/.
+With --baseline, the trio-http of that commit (exported to bench/.ab/<sha>) is measured
+alternately with the working tree's, as one more server named trio-http@<short sha>.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import gzip
 import http.client
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import platform
@@ -31,6 +35,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -42,6 +47,7 @@ from types import FrameType
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
+AB_DIR = BENCH_DIR / ".ab"  # exported baseline commits (--baseline), gitignored by its own file
 HOST = "127.0.0.1"
 SERVER_CPU = 0
 CLIENT_CPU = 1
@@ -89,6 +95,9 @@ class Metric:
 
 
 REQS = Metric("rps", "req/s", True)
+P50 = Metric("p50_ms", "p50 ms", False)
+P99 = Metric("p99_ms", "p99 ms", False)
+WRK_METRICS = (REQS, P50, P99)  # every wrk scenario: throughput with its latency beside it
 MBPS = Metric("mbps", "MB/s", True)
 PEAK_RSS = Metric("peak_rss_mib", "peak RSS MiB", False)
 RSS_GROWTH = Metric("rss_growth_mib", "RSS growth MiB", False)
@@ -118,6 +127,14 @@ class ServerSpec:
     module: str | None  # Python module that must be importable, None for nginx
     static_only: bool  # only serves the static-file scenarios
     command: Callable[[Config, int, Path], list[str]]
+    # Put first on the server's PYTHONPATH (before bench/): where its trio_http comes from.
+    pythonpath: tuple[Path, ...] = ()
+    commit: str | None = None  # the git commit it runs, for a baseline (--baseline)
+
+    @property
+    def is_trio_http(self) -> bool:
+        """trio-http itself or a baseline version of it (trio-http@<sha>)."""
+        return self.name == TRIO_HTTP or self.name.startswith(TRIO_HTTP + "@")
 
 
 def trio_http_command(cfg: Config, port: int, tmp: Path) -> list[str]:
@@ -183,12 +200,72 @@ http {{
 SERVERS = {
     spec.name: spec
     for spec in (
-        ServerSpec(TRIO_HTTP, "trio_http", False, trio_http_command),
+        # The working tree of this checkout, whatever the venv has installed.
+        ServerSpec(TRIO_HTTP, "trio_http", False, trio_http_command, (REPO_DIR,)),
         ServerSpec("hypercorn", "hypercorn", False, hypercorn_command),
         ServerSpec("uvicorn", "uvicorn", False, uvicorn_command),
         ServerSpec("nginx", None, True, nginx_command),
     )
 }
+
+
+def git(*args: str) -> str:
+    out = subprocess.run(["git", "-C", str(REPO_DIR), *args], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"git {' '.join(args)}: {out.stderr.strip()}")
+    return out.stdout.strip()
+
+
+def export_commit(ref: str) -> tuple[str, Path]:
+    """Export commit *ref* of this repository to bench/.ab/<sha> (once; reused afterwards).
+
+    ``git archive`` rather than a worktree: it only reads the repository, so nothing needs
+    cleaning up in .git.  Returns the full sha and the directory to put on PYTHONPATH.
+    """
+    sha = git("rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
+    AB_DIR.mkdir(exist_ok=True)
+    ignore = AB_DIR / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# exported baseline commits (bench/run.py --baseline)\n*\n")
+    tree = AB_DIR / sha
+    if not tree.is_dir():
+        archive = subprocess.run(
+            ["git", "-C", str(REPO_DIR), "archive", "--format=tar", sha],
+            capture_output=True,
+            check=True,
+        ).stdout
+        partial = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=AB_DIR))
+        partial.chmod(0o755)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(partial, filter="data")
+            else:  # pragma: no cover - Python without extraction filters
+                tar.extractall(partial)
+        try:
+            partial.rename(tree)  # complete or absent, even if interrupted
+        except OSError:  # another run exported it meanwhile
+            shutil.rmtree(partial, ignore_errors=True)
+    root = tree / "src" if (tree / "src" / "trio_http").is_dir() else tree
+    if not (root / "trio_http" / "__main__.py").is_file():
+        raise RuntimeError(f"commit {sha[:12]} has no runnable trio_http package")
+    return sha, root
+
+
+def baseline_spec(ref: str) -> ServerSpec:
+    """A trio-http server running commit *ref*: the same venv and command, another tree."""
+    sha, root = export_commit(ref)
+    name = f"{TRIO_HTTP}@{git('rev-parse', '--short', sha)}"
+    return ServerSpec(name, "trio_http", False, trio_http_command, (root,), sha)
+
+
+def working_tree_commit() -> str:
+    """HEAD of this checkout, noting uncommitted changes to trio_http/ (what trio-http runs)."""
+    try:
+        head = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--", "trio_http")
+    except (OSError, RuntimeError):
+        return "unknown"
+    return f"{head} + uncommitted changes" if dirty else head
 
 
 def free_port() -> int:
@@ -218,7 +295,8 @@ def start_server(
 ) -> Server:
     port = free_port()
     log = tmp / f"{spec.name}-{port}.log"
-    env = {**os.environ, "BENCH_DATA_DIR": str(cfg.files_dir), "PYTHONPATH": str(BENCH_DIR)}
+    pythonpath = os.pathsep.join(str(path) for path in (*spec.pythonpath, BENCH_DIR))
+    env = {**os.environ, "BENCH_DATA_DIR": str(cfg.files_dir), "PYTHONPATH": pythonpath}
     command = [*spec.command(cfg, port, tmp), *extra_args]
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -546,7 +624,7 @@ def wrk_scenario(
         if cfg.warmup:
             run_wrk(cfg, server.url + path, conns(cfg), cfg.warmup, headers)
 
-    return Scenario(name, description, (REQS,), measure, check, warmup, static)
+    return Scenario(name, description, WRK_METRICS, measure, check, warmup, static)
 
 
 def workers_scenario(count: int) -> Scenario:
@@ -568,7 +646,7 @@ def workers_scenario(count: int) -> Scenario:
     return Scenario(
         f"workers-{count}",
         f"GET / with --workers {count}; server and wrk not pinned",
-        (REQS, REQS_PER_CPU),
+        (*WRK_METRICS, REQS_PER_CPU),
         measure,
         check_response("/", body=b""),
         warmup,
@@ -886,6 +964,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=BENCH_DIR / ".data", help="benchmark files")
     p.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
     p.add_argument("--no-pin", action="store_true", help="do not pin to CPUs with taskset")
+    p.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run trio-http at this git commit (exported to bench/.ab/<sha>), as server\n"
+        "trio-http@<short sha>, alternately with the working tree's; the table shows\n"
+        "the ratio trio-http / trio-http@<short sha>",
+    )
     return p.parse_args(argv)
 
 
@@ -925,6 +1010,18 @@ def select(args: argparse.Namespace, cfg: Config) -> tuple[list[Scenario], list[
             print(f"skipping {name}: module {spec.module!r} not importable here ({hint})")
             continue
         specs.append(spec)
+    if args.baseline:
+        try:
+            baseline = baseline_spec(args.baseline)
+        except (OSError, RuntimeError, subprocess.CalledProcessError, tarfile.TarError) as exc:
+            sys.exit(f"--baseline {args.baseline}: {exc}")
+        if importlib.util.find_spec("h11") is None or importlib.util.find_spec("trio") is None:
+            sys.exit("--baseline needs trio and h11 in this venv (pip install -e .)")
+        print(f"baseline: {baseline.name} = {baseline.commit} (from {baseline.pythonpath[0]})")
+        # Right after the working tree's trio-http: measured alternately with it, and its
+        # ratio column comes first.
+        at = next((i + 1 for i, spec in enumerate(specs) if spec.name == TRIO_HTTP), 0)
+        specs.insert(at, baseline)
     tools = {tool for sc in scenarios for tool in sc.tools}
     tools |= {"nginx"} if any(spec.name == "nginx" for spec in specs) else set()
     missing = sorted(tool for tool in tools if not shutil.which(tool))
@@ -955,9 +1052,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     prepare_data(cfg)
     info = machine_info(cfg)
+    commits = {s.name: s.commit or working_tree_commit() for s in specs if s.is_trio_http}
+    if commits:
+        info["commits"] = commits
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {info['nproc']} CPUs, {info['cpu']}, Python {info['python']}, load {load}")
-    print(f"servers: {', '.join(s.name for s in specs)}; {cfg.repeat} run(s) of {cfg.duration} s\n")
+    print(f"servers: {', '.join(s.name for s in specs)}; {cfg.repeat} run(s) of {cfg.duration} s")
+    for name, commit in commits.items():
+        print(f"  {name}: {commit}")
+    print()
 
     results: list[Result] = []
     running: list[Server] = []
@@ -969,7 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
                     s
                     for s in specs
                     if (sc.static or not s.static_only)
-                    and (not sc.trio_http_only or s.name == TRIO_HTTP)
+                    and (not sc.trio_http_only or s.is_trio_http)
                 ]
                 load1 = os.getloadavg()[0]
                 print(f"## {sc.name}: {sc.description} (load {load1:.2f})", flush=True)
@@ -992,6 +1095,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "machine": info,
         "config": config,
+        "baseline_ref": args.baseline,
         "interrupted": interrupted,
         "results": [asdict(r) for r in results],
         "table": table,
