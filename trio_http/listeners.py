@@ -10,7 +10,13 @@ from typing import Any
 
 import trio
 
-__all__ = ["Address", "listener_addresses", "open_listeners"]
+__all__ = [
+    "Address",
+    "BatchAcceptListener",
+    "accept_in_batches",
+    "listener_addresses",
+    "open_listeners",
+]
 
 Address = tuple[str, int]
 
@@ -71,3 +77,57 @@ def listener_addresses(listeners: Sequence[trio.abc.Listener[Any]]) -> list[Addr
             host, port = sock.getsockname()[:2]
             addresses.append((str(host), int(port)))
     return addresses
+
+
+#: Connections accepted one after the other without yielding (see BatchAcceptListener).
+ACCEPT_BATCH = 256
+
+
+class BatchAcceptListener(trio.abc.Listener[trio.SocketStream]):
+    """A ``SocketListener`` whose ``accept`` returns a connection already waiting at once.
+
+    trio's ``accept`` yields after every connection, and on a busy server each yield costs a
+    whole scheduler round (a request served on every active connection): 64 connections
+    opened at once (wrk) had the last one accepted ~0.5 s after the first, which was the
+    benchmark's p99 (docs/performance.md: p99 150 -> 43 ms on ``GET /``, uvicorn 34).  Here up
+    to ``ACCEPT_BATCH`` waiting connections are taken between two yields; when none is waiting
+    (or accept fails), trio's ``accept`` waits and reports errors as before.
+    """
+
+    def __init__(self, listener: trio.SocketListener) -> None:
+        self.listener = listener
+        sock = listener.socket
+        # A second descriptor for the listening socket, for plain non-blocking accept() calls.
+        self._raw = socket.fromfd(sock.fileno(), sock.family, sock.type, sock.proto)
+        self._raw.setblocking(False)
+        self._streak = 0
+
+    @property
+    def socket(self) -> trio.socket.SocketType:
+        return self.listener.socket
+
+    async def accept(self) -> trio.SocketStream:
+        if self._streak < ACCEPT_BATCH:
+            try:
+                client, _ = self._raw.accept()
+            except OSError:  # nothing waiting, or an error trio's accept deals with
+                pass
+            else:
+                self._streak += 1
+                return trio.SocketStream(trio.socket.from_stdlib_socket(client))
+        self._streak = 0
+        return await self.listener.accept()
+
+    async def aclose(self) -> None:
+        self._raw.close()
+        await self.listener.aclose()
+
+
+def accept_in_batches(
+    listeners: Sequence[trio.abc.Listener[Any]],
+) -> list[trio.abc.Listener[Any]]:
+    """*listeners*, with each plain TCP listener wrapped in a :class:`BatchAcceptListener`."""
+    return [
+        BatchAcceptListener(listener) if type(listener) is trio.SocketListener else listener
+        for listener in listeners
+    ]

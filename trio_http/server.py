@@ -32,7 +32,7 @@ from .config import ServerConfig
 from .errors import HTTPError
 from .http11 import HTTPConnection
 from .http11.exchange import ExchangeApp
-from .listeners import Address, listener_addresses, open_listeners
+from .listeners import Address, accept_in_batches, listener_addresses, open_listeners
 from .request import Handler
 
 __all__ = ["Address", "ConnectionRegistry", "ServeCall", "Server", "serve"]
@@ -209,7 +209,10 @@ class Server:
         task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         await trio.serve_listeners(
-            self._handle, listeners, handler_nursery=connections, task_status=task_status
+            self._handle,
+            accept_in_batches(listeners),
+            handler_nursery=connections,
+            task_status=task_status,
         )
 
     def _handle(self, stream: trio.abc.Stream) -> Coroutine[Any, Any, None]:
