@@ -42,7 +42,7 @@ import trio.testing
 from stream_pairs import KINDS, socket_stream_pair, stream_pair
 
 from trio_http import App, Request, Response, Server, ServerConfig
-from trio_http.accesslog import escape
+from trio_http.accesslog import AccessLogger, escape
 from trio_http.http11 import HTTPConnection
 from trio_http.websocket import WebSocket, WebSocketClosed, WebSocketSettings
 
@@ -341,11 +341,14 @@ async def connected(
 ) -> AsyncIterator[WSClient]:
     """An :class:`HTTPConnection` serving *app* on the server end of a *kind* pair."""
     client_stream, server_stream = pair or await stream_pair(kind)
+    config = config or ServerConfig(access_log=False)
     connection = HTTPConnection(
         server_stream,
         app,
-        config or ServerConfig(access_log=False),
+        config,
         client=("127.0.0.1", 40000),
+        # As the Server does: an access logger only when the access log is on.
+        access_logger=AccessLogger("combined") if config.access_log else None,
     )
     finished = trio.Event()
 
@@ -1505,9 +1508,11 @@ async def test_a_thousand_concurrent_websockets_each_echo() -> None:
 
 # ------------------------------------------------------------------------------ access log
 
+# The request's own access-log line (status 101, its duration) with the WebSocket's fields.
 ACCESS_LINE = re.compile(
-    r'127\.0\.0\.1 "WebSocket /ws" closed (?P<code>\d+) '
-    r"in (?P<in>\d+)/(?P<in_bytes>\d+)B out (?P<out>\d+)/(?P<out_bytes>\d+)B [\d.]+s"
+    r'^127\.0\.0\.1 - - \[[^]]+\] "GET /ws HTTP/1\.1" 101 0 "-" "-" [\d.]+ '
+    r"ws_close=(?P<code>\d+) "
+    r"ws_in=(?P<in>\d+)/(?P<in_bytes>\d+)B ws_out=(?P<out>\d+)/(?P<out_bytes>\d+)B$"
 )
 
 
@@ -1522,7 +1527,7 @@ async def test_access_log_line_has_the_close_code_and_message_counts() -> None:
             await client.send(close_frame(4001, "client done"))
             await client.expect_close(4001)
             await client.expect_eof()
-    lines = [r.getMessage() for r in records if "WebSocket" in r.getMessage()]
+    lines = [r.getMessage() for r in records if "ws_close=" in r.getMessage()]
     assert len(lines) == 1, [r.getMessage() for r in records]
     match = ACCESS_LINE.search(lines[0])
     assert match, lines[0]
@@ -1558,9 +1563,10 @@ async def test_access_log_line_escapes_the_target() -> None:
             await client.send(close_frame(1000))
             await client.expect_close(1000)
             await client.expect_eof()
-    lines = [r.getMessage() for r in records if "WebSocket" in r.getMessage()]
+    lines = [r.getMessage() for r in records if "ws_close=" in r.getMessage()]
     assert len(lines) == 1, [r.getMessage() for r in records]
-    assert f'"WebSocket {escape(target)}" closed 1000' in lines[0], lines[0]
+    assert f'"GET {escape(target)} HTTP/1.1" 101 ' in lines[0], lines[0]
+    assert lines[0].endswith(" ws_close=1000 ws_in=0/0B ws_out=0/0B"), lines[0]
 
 
 async def test_no_websocket_access_line_when_the_access_log_is_off() -> None:

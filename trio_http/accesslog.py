@@ -61,10 +61,13 @@ def format_combined(
     if request is not None:
         referer = request.headers.get("referer") or "-"
         user_agent = request.headers.get("user-agent") or "-"
-    return (
+    line = (
         f'{host} - - [{_clf_time(timestamp)}] "{escape(_request_line(request))}" {status} '
         f'{size} "{escape(referer)}" "{escape(user_agent)}" {duration:.6f}'
     )
+    if request is not None and request.log_fields:
+        line += "".join(f" {name}={escape(str(v))}" for name, v in request.log_fields.items())
+    return line
 
 
 def format_json(
@@ -88,6 +91,8 @@ def format_json(
         "referer": request.headers.get("referer") if request else None,
         "user_agent": request.headers.get("user-agent") if request else None,
     }
+    if request is not None and request.log_fields:
+        record.update(request.log_fields)
     return json.dumps(record, ensure_ascii=True, separators=(",", ":"))
 
 

@@ -67,6 +67,7 @@ class Request:
         "client",
         "headers",
         "http_version",
+        "log_fields",
         "method",
         "path",
         "path_params",
@@ -97,6 +98,9 @@ class Request:
         self.http_version = http_version
         self.client = client
         self.path_params: dict[str, str] = {}
+        #: Fields a protocol adds to this request's access-log line (a WebSocket's close code
+        #: and message counts), appended as ``name=value`` (combined) or keys (JSON).
+        self.log_fields: dict[str, str | int] | None = None
         self._body_source: BodySource = body_source or _NO_BODY
         self._body_consumed = False
         self._cached_body: bytes | None = None

@@ -19,6 +19,7 @@ from ..errors import HTTPError
 from ..http11.exchange import Exchange
 from ..response import error_response
 from ..websocket.handshake import check_handshake
+from ..websocket.route import log_fields
 from ..websocket.session import WebSocket, WebSocketClosed
 from ..websocket.settings import WebSocketSettings
 from .types import ASGIApp, Message, Scope
@@ -56,6 +57,8 @@ async def serve_websocket_scope(
             await cycle.websocket.close(1011, "internal error")
         await cycle.finish()
         nursery.cancel_scope.cancel()
+    if cycle.websocket.close_code is not None:
+        request.log_fields = log_fields(cycle.websocket)
 
 
 class _Cycle:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -14,10 +13,9 @@ from ..response import BaseResponse, Response, error_response
 from .handshake import check_handshake
 from .session import WebSocket, WebSocketClosed, WebSocketSettings
 
-__all__ = ["WebSocketHandler", "serve_websocket"]
+__all__ = ["WebSocketHandler", "log_fields", "serve_websocket"]
 
 log = logging.getLogger("trio_http.error")
-access_log = logging.getLogger("trio_http.access")
 
 #: What ``@app.websocket`` decorates: it accepts the WebSocket (or returns a response to
 #: refuse it) and talks until it returns.
@@ -32,7 +30,8 @@ async def serve_websocket(
     An invalid handshake raises its :class:`HTTPError` (426, 400, 405, 403).  A handler that
     returns without accepting refuses with the response it returned (403 if none).  Once
     accepted, a handler that returns closes with ``1000``, one that raises with ``1011`` and a
-    logged traceback.  Returns the response for the connection (ignored after a 101).
+    logged traceback; the close code and message counts go to the request's access-log line.
+    Returns the response for the connection (ignored after a 101).
     """
     offer = check_handshake(
         request.method, request.http_version, request.headers,
@@ -57,24 +56,18 @@ async def serve_websocket(
             return error_response(403, "the WebSocket was refused")
         await websocket.close(1000)
         nursery.cancel_scope.cancel()  # the reader and the keep-alive
-    _log(websocket)
+    request.log_fields = log_fields(websocket)
     return Response(status=200)  # not sent: the connection switched protocols
 
 
-def _log(websocket: WebSocket) -> None:
-    if access_log.isEnabledFor(logging.INFO):
-        request = websocket.request
-        access_log.info(
-            '%s "WebSocket %s" closed %s in %d/%dB out %d/%dB %.3fs',
-            request.client[0] if request.client else "-",
-            request.target,
-            websocket.close_code,
-            websocket.messages_in,
-            websocket.bytes_in,
-            websocket.messages_out,
-            websocket.bytes_out,
-            time.monotonic() - websocket.opened_at,
-        )
+def log_fields(websocket: WebSocket) -> dict[str, str | int]:
+    """What the access-log line of a WebSocket's request adds: close code, messages and bytes
+    each way (its duration is the line's own)."""
+    return {
+        "ws_close": websocket.close_code or 1006,
+        "ws_in": f"{websocket.messages_in}/{websocket.bytes_in}B",
+        "ws_out": f"{websocket.messages_out}/{websocket.bytes_out}B",
+    }
 
 
 def _peer(request: Request) -> str:

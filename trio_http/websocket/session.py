@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from typing import Literal
@@ -32,6 +33,7 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
+from wsproto.utilities import LocalProtocolError
 
 from ..headers import HeaderInput, Headers
 from ..request import Request
@@ -137,7 +139,7 @@ class WebSocket:
             TextMessage(data=data) if isinstance(data, str) else BytesMessage(data=bytes(data))
         )
         self.messages_out += 1
-        self.bytes_out += len(data)
+        self.bytes_out += _size(data)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Start the close handshake and wait (``close_timeout`` at most) for the peer's."""
@@ -150,8 +152,9 @@ class WebSocket:
         self.close_code, self.close_reason = code, reason
         self._inbox.close()  # the reader drops messages from now on
         with trio.move_on_after(self._settings.close_timeout):
-            await self._send(CloseConnection(code=code, reason=reason or None))
-            await self._closed.wait()
+            with contextlib.suppress(WebSocketClosed):  # already lost: nothing to wait for
+                await self._send(CloseConnection(code=code, reason=reason or None))
+                await self._closed.wait()
         await self._finish()
 
     def __aiter__(self) -> WebSocket:
@@ -193,10 +196,9 @@ class WebSocket:
                     return
                 for event in self._protocol.events():
                     if isinstance(event, (TextMessage, BytesMessage)):
-                        parts.append(
-                            event.data if isinstance(event.data, str) else bytes(event.data)
-                        )
-                        size += len(event.data)
+                        part = event.data if isinstance(event.data, str) else bytes(event.data)
+                        parts.append(part)
+                        size += _size(part)
                         if size > self._settings.max_size:
                             await self._fail(1009, "message too big")
                             return
@@ -204,14 +206,15 @@ class WebSocket:
                             await self._deliver(parts)
                             parts, size = [], 0
                     elif isinstance(event, Ping):
-                        await self._send(event.response())
+                        if self._protocol.state is ConnectionState.OPEN:  # not once closing
+                            await self._send(event.response())
                     elif isinstance(event, Pong):
                         if event.payload == self._ping_payload:
                             self._pong.set()
                     elif isinstance(event, CloseConnection):
                         await self._on_close(event)
                         return
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, WebSocketClosed):
             self._lost("the connection was lost")
 
     async def _deliver(self, parts: list[Data]) -> None:
@@ -221,7 +224,7 @@ class WebSocket:
             else b"".join(p for p in parts if isinstance(p, bytes))
         )
         self.messages_in += 1
-        self.bytes_in += len(message)
+        self.bytes_in += _size(message)
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self._inbox_writer.send(message)  # (closing: nobody will receive it)
 
@@ -231,10 +234,11 @@ class WebSocket:
             self.close_code, self.close_reason = event.code, event.reason or ""
         if state is ConnectionState.REMOTE_CLOSING:  # the peer began: answer its close
             self.state = "closing"
-            await self._send(event.response())
+            with contextlib.suppress(WebSocketClosed):  # it may have hung up already
+                await self._send(event.response())
         elif state is ConnectionState.OPEN:  # wsproto found a violation (1002, 1007, ...)
             self.close_code, self.close_reason = event.code, event.reason or ""
-            with trio.move_on_after(1):
+            with trio.move_on_after(1), contextlib.suppress(WebSocketClosed):
                 await self._send(CloseConnection(code=event.code, reason=event.reason))
         # (CLOSED: the peer's answer to our own close.)
         await self._finish()
@@ -243,14 +247,18 @@ class WebSocket:
         interval, timeout = self._settings.ping_interval, self._settings.ping_timeout
         if interval is None:
             return
-        while self.state == "open":
+        while True:
             await trio.sleep(interval)
+            if self.state != "open":
+                return
             self._pong = trio.Event()
             self._ping_payload = os.urandom(4)
-            await self._send(Ping(payload=self._ping_payload))
-            if timeout is None:
-                continue
-            with trio.move_on_after(timeout):
+            # The send is inside the timeout too: a peer that stops reading blocks it.
+            with trio.move_on_after(math.inf if timeout is None else timeout):
+                try:
+                    await self._send(Ping(payload=self._ping_payload))
+                except WebSocketClosed:
+                    return
                 await self._pong.wait()
                 continue
             log.info("%s: no answer to a WebSocket ping in %ss: closing", self._peer(), timeout)
@@ -260,13 +268,17 @@ class WebSocket:
     async def _goodbye(self, going_away: trio.Event) -> None:
         await going_away.wait()
         if self.state == "open":
-            await self.close(1001, "server shutting down")
+            with contextlib.suppress(WebSocketClosed):
+                await self.close(1001, "server shutting down")
 
     # ---------------------------------------------------------------- helpers
 
     async def _send(self, event: Event) -> None:
         assert self._stream is not None
-        data = self._protocol.send(event)
+        try:
+            data = self._protocol.send(event)
+        except LocalProtocolError:  # the state moved on (the peer closed) since the caller looked
+            raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
         async with self._write_lock:
             try:
                 await self._stream.send_all(data)
@@ -301,3 +313,10 @@ class WebSocket:
     def _peer(self) -> str:
         client = self.request.client
         return f"{client[0]}:{client[1]}" if client else "client"
+
+
+def _size(data: Data) -> int:
+    """Bytes on the wire (UTF-8 for text): what max_size and the access log count."""
+    if isinstance(data, bytes):
+        return len(data)
+    return len(data) if data.isascii() else len(data.encode("utf-8", "surrogatepass"))
