@@ -12,11 +12,21 @@ to an :class:`~trio_http.http11.HTTPConnection` running in a background task: ev
 goes through the same parsing, routing, compression and framing as on a socket.  Requests on
 one client reuse one connection (keep-alive) until the server closes it; then the next request
 opens a new one.  :meth:`TestClient.send_raw` sends arbitrary bytes on a fresh connection.
+
+:meth:`TestClient.websocket` opens a WebSocket on a connection of its own, with wsproto as
+the client::
+
+    async with client.websocket("/echo") as ws:
+        await ws.send("hi")
+        assert await ws.receive() == "hi"
+
+Every wait is bounded (``timeout``, 5 seconds by default): a server that does not answer makes
+the test fail with :class:`trio.TooSlowError`, never hang.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -30,8 +40,15 @@ from .headers import HeaderInput, Headers
 from .http11 import HTTPConnection
 from .http11.exchange import ExchangeApp
 from .request import Handler
+from .testing_websocket import TestWebSocket, WebSocketClosed, WebSocketRefused, open_websocket
 
-__all__ = ["TestClient", "TestResponse"]
+__all__ = [
+    "TestClient",
+    "TestResponse",
+    "TestWebSocket",
+    "WebSocketClosed",
+    "WebSocketRefused",
+]
 
 _CLIENT_ADDRESS = ("127.0.0.1", 50000)
 
@@ -226,6 +243,81 @@ class TestClient:
 
     async def delete(self, path: str, *, headers: HeaderInput | None = None) -> TestResponse:
         return await self.request("DELETE", path, headers=headers)
+
+    @asynccontextmanager
+    async def websocket(
+        self,
+        path: str,
+        *,
+        headers: HeaderInput | None = None,
+        subprotocols: Iterable[str] = (),
+        compression: bool = False,
+        timeout: float = 5.0,
+    ) -> AsyncIterator[TestWebSocket]:
+        """Open a WebSocket to *path* on a new connection; yield it once the server accepted.
+
+        *subprotocols* are offered in order; *compression* offers ``permessage-deflate``;
+        *headers* are added to the handshake (``Host`` replaces ``testserver``).  A refusal
+        (any answer but ``101``) raises :class:`WebSocketRefused` with its status, headers and
+        body.  Leaving the block closes the WebSocket with ``1000`` if it is still open, then
+        waits for the server's handler to finish: ``trio.TooSlowError`` if it has not within
+        *timeout* seconds (it is cancelled then).  The same *timeout* bounds the handshake,
+        each :meth:`~TestWebSocket.receive` and the close.
+        """
+        if self._nursery is None:
+            raise RuntimeError("use 'async with TestClient(app) as client'")
+        # The server's connection and the client's reader run in the client's nursery (so an
+        # exception of the block propagates as it is), each in a cancel scope of this block.
+        client_stream, server_stream = trio.testing.memory_stream_pair()
+        connection = HTTPConnection(server_stream, self.app, self.config, client=_CLIENT_ADDRESS)
+        server_scope, reader_scope = trio.CancelScope(), trio.CancelScope()
+        server_done = trio.Event()
+
+        async def serve() -> None:
+            try:
+                with server_scope:
+                    await connection.run()
+            finally:
+                server_done.set()
+
+        def stop() -> None:
+            server_scope.cancel()
+            reader_scope.cancel()
+
+        self._nursery.start_soon(serve)
+        try:
+            websocket = await open_websocket(
+                client_stream, path, headers, subprotocols, compression, timeout
+            )
+        except BaseException:
+            stop()
+            await trio.aclose_forcefully(client_stream)
+            raise
+
+        async def read() -> None:
+            with reader_scope:
+                await websocket._read()
+
+        self._nursery.start_soon(read)
+        try:
+            yield websocket
+        except BaseException:
+            # The block failed (or was cancelled): stop the server's side, drop the connection.
+            stop()
+            await trio.aclose_forcefully(client_stream)
+            raise
+        try:
+            await websocket.close()
+            with trio.move_on_after(timeout):
+                await server_done.wait()
+        finally:
+            stop()
+            await trio.aclose_forcefully(client_stream)
+        if not server_done.is_set():
+            raise trio.TooSlowError(
+                f"the server's handler for the WebSocket {path} was still running"
+                f" {timeout} s after the close; it was cancelled"
+            )
 
     async def send_raw(self, data: bytes, *, half_close: bool = True) -> bytes:
         """Send *data* on a new connection and return everything the server sends back.
