@@ -5,11 +5,15 @@ Endpoints:
     GET  /echo/{text}   -> 200 text/plain, body = text (gzip if the client accepts it)
     GET  /files/{name}  -> file bytes from $BENCH_DATA_DIR, application/octet-stream
     POST /files/{name}  -> streams the request body into $BENCH_DATA_DIR/{name}, 201
+    WS   /ws            -> WebSocket echo: every text or binary message is sent back as is
 
-Run with e.g. ``uvicorn asgi_app:app`` or ``hypercorn --worker-class trio asgi_app:app``
-from this directory.  File I/O is plain blocking I/O in 64 KiB chunks: the app has to run
-on both asyncio (uvicorn) and trio (hypercorn), and the benchmark files sit in the page
-cache, so a read or write never waits on the disk for long.
+Run with e.g. ``uvicorn asgi_app:app``, ``hypercorn --worker-class trio asgi_app:app`` or
+``trio-http run asgi_app:app`` from this directory.  A file is sent with the
+``http.response.pathsend`` extension when the server offers it in the scope's
+``extensions`` (trio-http: ``sendfile``); otherwise it is read with plain blocking I/O in
+64 KiB chunks, as is an upload written: the app has to run on both asyncio (uvicorn) and
+trio (hypercorn, trio-http), and the benchmark files sit in the page cache, so a read or
+write never waits on the disk for long.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ async def _echo(scope: Scope, send: Send, text: str) -> None:
     await _respond(send, 200, body, extra=extra)
 
 
-async def _send_file(send: Send, path: Path) -> None:
+async def _send_file(scope: Scope, send: Send, path: Path) -> None:
     try:
         f = path.open("rb")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -90,6 +94,9 @@ async def _send_file(send: Send, path: Path) -> None:
             (b"content-type", b"application/octet-stream"),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if "http.response.pathsend" in (scope.get("extensions") or {}):
+            await send({"type": "http.response.pathsend", "path": str(path)})
+            return
         remaining = size
         while remaining > 0:
             chunk = f.read(min(CHUNK_SIZE, remaining))
@@ -117,6 +124,23 @@ async def _receive_file(receive: Receive, send: Send, path: Path) -> None:
     await _respond(send, 201)
 
 
+async def _websocket_echo(receive: Receive, send: Send) -> None:
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.receive":
+            text = message.get("text")
+            if text is not None:
+                await send({"type": "websocket.send", "text": text})
+            else:
+                await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+        elif message["type"] == "websocket.disconnect":
+            return
+
+
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -130,6 +154,12 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] == "lifespan":
         await _lifespan(receive, send)
+        return
+    if scope["type"] == "websocket":
+        if scope["path"] == "/ws":
+            await _websocket_echo(receive, send)
+        else:
+            await send({"type": "websocket.close", "code": 1008})  # a 403 before accepting
         return
     if scope["type"] != "http":
         return
@@ -147,7 +177,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if file_path is None:
             await _respond(send, 404, b"Not Found")
         elif method == "GET":
-            await _send_file(send, file_path)
+            await _send_file(scope, send, file_path)
         elif method in ("POST", "PUT"):
             await _receive_file(receive, send, file_path)
         else:

@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Benchmark trio-http against hypercorn (trio worker), uvicorn (h11, asyncio) and nginx.
 
-Standard library only; the load generators are ``wrk`` and ``curl`` (Debian packages).
+trio-http runs twice: its own file server (``trio-http serve``, server ``trio-http``) and the
+raw ASGI app of bench/asgi_app.py (``trio-http run``, server ``trio-http-asgi``), which the
+peers serve too; the WebSocket scenarios use that app's ``/ws`` echo endpoint.
+
+Standard library only; the load generators are ``wrk`` and ``curl`` (Debian packages) and
+bench/wsload.c, built here with ``cc`` for the WebSocket scenarios.
 Run it with the interpreter of the venv that holds the servers (see bench/README.md):
 
     bench/.venv/bin/python bench/run.py [--quick] [--only SCENARIO] [--servers a,b]
@@ -16,9 +21,11 @@ alternately with the working tree's, as one more server named trio-http@<short s
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import gzip
+import hashlib
 import http.client
 import importlib.metadata
 import importlib.util
@@ -29,6 +36,7 @@ import platform
 import random
 import re
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -53,9 +61,14 @@ SERVER_CPU = 0
 CLIENT_CPU = 1
 ALL_CPUS = frozenset(os.sched_getaffinity(0))  # before main() pins the runner to CLIENT_CPU
 KEEP_ALIVE_S = 300  # generous keep-alive timeout for every server, so idle connections survive
-INSTALL_HINT = "apt-get update && apt-get install -y wrk nginx curl"
+INSTALL_HINT = "apt-get update && apt-get install -y wrk nginx curl gcc"
 REQUIREMENTS_HINT = "pip install -r bench/requirements.txt"
-TRIO_HTTP = "trio-http"
+TRIO_HTTP = "trio-http"  # trio-http's own server (trio-http serve)
+TRIO_HTTP_ASGI = "trio-http-asgi"  # trio-http hosting bench/asgi_app.py (trio-http run)
+WSLOAD_SOURCE = BENCH_DIR / "wsload.c"  # the WebSocket load generator
+WSLOAD = BENCH_DIR / ".build" / "wsload"  # built from it by the runner (gitignored)
+WS_PATH = "/ws"  # the echo endpoint of asgi_app.py
+WS_BULK_CONNECTIONS = 8  # connections of the 1 MiB WebSocket echo scenario
 Runs = dict[str, float]
 
 
@@ -98,12 +111,16 @@ REQS = Metric("rps", "req/s", True)
 P50 = Metric("p50_ms", "p50 ms", False)
 P99 = Metric("p99_ms", "p99 ms", False)
 WRK_METRICS = (REQS, P50, P99)  # every wrk scenario: throughput with its latency beside it
+MSGS = Metric("msgs_per_s", "msg/s", True)
+WS_METRICS = (MSGS, P50, P99)  # WebSocket echoes: p50/p99 of the round trip
 MBPS = Metric("mbps", "MB/s", True)
 PEAK_RSS = Metric("peak_rss_mib", "peak RSS MiB", False)
 RSS_GROWTH = Metric("rss_growth_mib", "RSS growth MiB", False)
 KIB_PER_CONN = Metric("kib_per_conn", "KiB/idle conn", False)
 REQS_PER_CPU = Metric("rps_per_cpu_s", "req per server CPU-s", True)
 HELD_LATENCY = Metric("latency_ms", "ms/request with idle conns held", False)
+KIB_PER_WS = Metric("kib_per_ws", "KiB/idle WebSocket", False)
+WS_HELD_LATENCY = Metric("ws_latency_ms", "ms/new WebSocket + echo with idle ones held", False)
 
 
 # --------------------------------------------------------------------------- servers
@@ -130,6 +147,9 @@ class ServerSpec:
     # Put first on the server's PYTHONPATH (before bench/): where its trio_http comes from.
     pythonpath: tuple[Path, ...] = ()
     commit: str | None = None  # the git commit it runs, for a baseline (--baseline)
+    asgi: bool = False  # serves bench/asgi_app.py: compared with trio-http-asgi
+    websocket: bool = False  # takes part in the WebSocket scenarios (the app's /ws)
+    websocket_only: bool = False  # takes part in nothing else
 
     @property
     def is_trio_http(self) -> bool:
@@ -141,6 +161,14 @@ def trio_http_command(cfg: Config, port: int, tmp: Path) -> list[str]:
     return [
         cfg.python, "-m", "trio_http", "serve", "--host", HOST, "--port", str(port),
         "--directory", str(cfg.files_dir), "--no-access-log", "--log-level", "warning",
+        "--backlog", "4096", "--timeout-keep-alive", str(KEEP_ALIVE_S),
+    ]  # fmt: skip
+
+
+def trio_http_asgi_command(cfg: Config, port: int, tmp: Path) -> list[str]:
+    return [
+        cfg.python, "-m", "trio_http", "run", "asgi_app:app", "--app-dir", str(BENCH_DIR),
+        "--host", HOST, "--port", str(port), "--no-access-log", "--log-level", "warning",
         "--backlog", "4096", "--timeout-keep-alive", str(KEEP_ALIVE_S),
     ]  # fmt: skip
 
@@ -157,12 +185,16 @@ def hypercorn_command(cfg: Config, port: int, tmp: Path) -> list[str]:
     return [cfg.python, "-m", "hypercorn", "--config", str(conf), "asgi_app:app"]
 
 
-def uvicorn_command(cfg: Config, port: int, tmp: Path) -> list[str]:
+def uvicorn_command(cfg: Config, port: int, tmp: Path, ws: str = "wsproto") -> list[str]:
     return [
         cfg.python, "-m", "uvicorn", "asgi_app:app", "--host", HOST, "--port", str(port),
-        "--http", "h11", "--loop", "asyncio", "--no-access-log", "--log-level", "warning",
-        "--backlog", "4096", "--timeout-keep-alive", str(KEEP_ALIVE_S),
+        "--http", "h11", "--loop", "asyncio", "--ws", ws, "--no-access-log",
+        "--log-level", "warning", "--backlog", "4096", "--timeout-keep-alive", str(KEEP_ALIVE_S),
     ]  # fmt: skip
+
+
+def uvicorn_websockets_command(cfg: Config, port: int, tmp: Path) -> list[str]:
+    return uvicorn_command(cfg, port, tmp, ws="websockets")
 
 
 def nginx_command(cfg: Config, port: int, tmp: Path) -> list[str]:
@@ -202,8 +234,26 @@ SERVERS = {
     for spec in (
         # The working tree of this checkout, whatever the venv has installed.
         ServerSpec(TRIO_HTTP, "trio_http", False, trio_http_command, (REPO_DIR,)),
-        ServerSpec("hypercorn", "hypercorn", False, hypercorn_command),
-        ServerSpec("uvicorn", "uvicorn", False, uvicorn_command),
+        ServerSpec(
+            TRIO_HTTP_ASGI,
+            "trio_http",
+            False,
+            trio_http_asgi_command,
+            (REPO_DIR,),
+            asgi=True,
+            websocket=True,
+        ),
+        ServerSpec("hypercorn", "hypercorn", False, hypercorn_command, asgi=True, websocket=True),
+        ServerSpec("uvicorn", "uvicorn", False, uvicorn_command, asgi=True, websocket=True),
+        ServerSpec(
+            "uvicorn-websockets",
+            "websockets",
+            False,
+            uvicorn_websockets_command,
+            asgi=True,
+            websocket=True,
+            websocket_only=True,
+        ),
         ServerSpec("nginx", None, True, nginx_command),
     )
 }
@@ -554,6 +604,169 @@ def still_alive(socks: list[socket.socket], port: int, sample: int = 100) -> flo
     return alive / len(picked)
 
 
+class WebSocketClient:
+    """A minimal blocking WebSocket client (RFC 6455) for checks and timed handshakes: no
+    extensions, masked frames, pings answered, fragments joined."""
+
+    GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self, port: int, path: str = WS_PATH, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.buffer = b""
+        key = base64.b64encode(os.urandom(16))
+        try:
+            self.sock.sendall(
+                b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), HOST.encode(), port, key)
+            )
+            while b"\r\n\r\n" not in self.buffer:
+                self._recv()
+            head, _, self.buffer = self.buffer.partition(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            if not lines[0].startswith("HTTP/1.1 101"):
+                raise RuntimeError(f"WebSocket handshake answered {lines[0]!r}")
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in lines[1:])
+            }
+            accept = base64.b64encode(hashlib.sha1(key + self.GUID).digest()).decode()
+            if headers.get("sec-websocket-accept") != accept:
+                raise RuntimeError("WebSocket handshake: wrong Sec-WebSocket-Accept")
+            if "sec-websocket-extensions" in headers:
+                raise RuntimeError("WebSocket handshake: an extension nobody asked for")
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def _recv(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("WebSocket connection closed by the server")
+        self.buffer += chunk
+
+    def _take(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._recv()
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def send(self, opcode: int, payload: bytes) -> None:
+        size = len(payload)
+        if size < 126:
+            head = bytes((0x80 | opcode, 0x80 | size))
+        elif size < 65536:
+            head = bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
+        else:
+            head = bytes((0x80 | opcode, 0x80 | 127)) + size.to_bytes(8, "big")
+        mask = os.urandom(4)
+        key = int.from_bytes((mask * (size // 4 + 1))[:size], "big")
+        masked = (int.from_bytes(payload, "big") ^ key).to_bytes(size, "big")
+        self.sock.sendall(head + mask + masked)
+
+    def receive(self) -> tuple[int, bytes]:
+        """The next data message: (opcode, payload); 8 (close) with its payload at the end."""
+        message_opcode, parts = 0, []
+        while True:
+            first, second = self._take(2)
+            size = second & 0x7F
+            if size >= 126:
+                size = int.from_bytes(self._take(2 if size == 126 else 8), "big")
+            if second & 0x80:
+                raise RuntimeError("the server masked a frame")
+            if first & 0x70:
+                raise RuntimeError("a frame with reserved bits set (compression?)")
+            opcode, payload = first & 0x0F, self._take(size)
+            if opcode == 0x9:
+                self.send(0xA, payload)
+            elif opcode == 0x8:
+                return opcode, payload
+            elif opcode != 0xA:
+                message_opcode = opcode or message_opcode
+                parts.append(payload)
+                if first & 0x80:
+                    return message_opcode, b"".join(parts)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.send(0x8, (1000).to_bytes(2, "big"))
+        self.sock.close()
+
+
+def ws_echo(port: int, opcode: int, payload: bytes) -> str | None:
+    """Echo *payload* once on a new WebSocket: an error message, or None."""
+    client = WebSocketClient(port)
+    try:
+        client.send(opcode, payload)
+        got_opcode, got = client.receive()
+    finally:
+        client.close()
+    kind = {1: "text", 2: "binary"}.get(opcode, str(opcode))
+    if got_opcode != opcode or got != payload:
+        return (
+            f"WebSocket {kind} echo of {len(payload)} bytes: got opcode {got_opcode}, {got[:40]!r}"
+        )
+    return None
+
+
+def timed_ws_echo(port: int) -> float:
+    start = time.perf_counter()
+    if error := ws_echo(port, 0x1, b"idle-websocket-1"):
+        raise RuntimeError(error)
+    return (time.perf_counter() - start) * 1000
+
+
+def build_wsload() -> Path:
+    """Compile bench/wsload.c into bench/.build/wsload if the binary is missing or older."""
+    if WSLOAD.exists() and WSLOAD.stat().st_mtime >= WSLOAD_SOURCE.stat().st_mtime:
+        return WSLOAD
+    WSLOAD.parent.mkdir(exist_ok=True)
+    cc = os.environ.get("CC", "cc")
+    cmd = [cc, "-O2", "-Wall", "-Wextra", "-o", str(WSLOAD), str(WSLOAD_SOURCE)]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"building wsload failed: {' '.join(cmd)}\n{out.stderr}")
+    return WSLOAD
+
+
+def run_wsload_echo(
+    cfg: Config, server: Server, connections: int, size: int, binary: bool, duration: int
+) -> Runs:
+    """One closed-loop echo run of wsload; adds the server's CPU use (CPU-s per second) and
+    names wsload's own (``client_cpu``: near 1.0, the generator is the limit)."""
+    cmd = [str(WSLOAD), "echo", "-p", str(server.port), "-u", WS_PATH, "-c", str(connections)]
+    cmd += ["-d", str(duration), "-s", str(size), *(["-b"] if binary else [])]
+    cpu_before, start = cpu_seconds(server), time.monotonic()
+    out = subprocess.run(
+        pinned(CLIENT_CPU, cmd, cfg), capture_output=True, text=True, timeout=duration + 120
+    )
+    wall = time.monotonic() - start
+    lines = out.stdout.strip().splitlines()
+    if not lines:
+        raise RuntimeError(f"wsload failed ({out.returncode}): {out.stderr.strip()}")
+    raw = json.loads(lines[-1])
+    runs: Runs = {key: float(value) for key, value in raw.items()}
+    runs["mbps"] = runs.pop("mb_per_s")
+    runs["client_cpu"] = runs.pop("cpu")
+    runs["server_cpu"] = (cpu_seconds(server) - cpu_before) / wall
+    return runs
+
+
+def read_json_line(proc: subprocess.Popen[str], timeout: float) -> dict[str, float]:
+    """The next line wsload prints, as JSON, waiting at most *timeout* seconds."""
+    assert proc.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            raise RuntimeError(f"wsload said nothing within {timeout:.0f} s")
+    line = proc.stdout.readline()
+    if not line:
+        stderr = proc.stderr.read() if proc.stderr else ""
+        raise RuntimeError(f"wsload exited ({proc.wait()}): {stderr.strip()}")
+    parsed: dict[str, float] = json.loads(line)
+    return parsed
+
+
 # --------------------------------------------------------------------------- scenarios
 
 
@@ -569,6 +782,7 @@ class Scenario:
     fresh_server_per_run: bool = False  # restart the servers for every run (memory scenarios)
     tools: tuple[str, ...] = ("wrk",)
     trio_http_only: bool = False  # no peers (the workers scenarios)
+    websocket: bool = False  # only the servers of the app's /ws endpoint
     server_args: tuple[str, ...] = ()  # appended to the server's command line
     pin_server: bool = True  # False: the server may use every CPU
 
@@ -712,6 +926,87 @@ def warm_small(cfg: Config, server: Server) -> None:
         http_get(server, "/")
 
 
+def check_websocket(server: Server) -> str | None:
+    rng = random.Random(2)
+    return ws_echo(server.port, 0x1, b"hello " * 200) or ws_echo(
+        server.port, 0x2, rng.randbytes(1 << 20)
+    )
+
+
+def ws_echo_scenario(
+    name: str, description: str, metrics: tuple[Metric, ...], size: int, binary: bool, conns: int
+) -> Scenario:
+    """Closed-loop WebSocket echoes with wsload: each connection sends a message of *size*
+    bytes, waits for it to come back, sends the next."""
+
+    def connections(cfg: Config) -> int:
+        return conns or cfg.connections
+
+    def measure(cfg: Config, server: Server, run: int) -> Runs:
+        return run_wsload_echo(cfg, server, connections(cfg), size, binary, cfg.duration)
+
+    def warmup(cfg: Config, server: Server) -> None:
+        if cfg.warmup:
+            run_wsload_echo(cfg, server, connections(cfg), size, binary, cfg.warmup)
+        else:
+            for _ in range(20):
+                timed_ws_echo(server.port)
+
+    return Scenario(
+        name, description, metrics, measure, check_websocket, warmup, tools=("cc",),
+        websocket=True,
+    )  # fmt: skip
+
+
+def warm_ws(cfg: Config, server: Server) -> None:
+    for _ in range(20):
+        timed_ws_echo(server.port)
+
+
+def measure_ws_idle(cfg: Config, server: Server, run: int) -> Runs:
+    """Hold N idle WebSockets (each has echoed one message; wsload answers the server's
+    pings): server RSS growth per WebSocket, and the time to open one more and echo on it."""
+    count = cfg.idle_connections
+    before = rss_kib(server)
+    cmd = [str(WSLOAD), "idle", "-p", str(server.port), "-u", WS_PATH, "-c", str(count)]
+    proc = subprocess.Popen(
+        pinned(CLIENT_CPU, [*cmd, "-t", "900"], cfg),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        opened = read_json_line(proc, 600)
+        if opened["open"] != count:
+            raise RuntimeError(f"wsload opened {opened['open']:.0f} of {count}: {opened}")
+        time.sleep(1.0)  # let the server settle
+        after = rss_kib(server)
+        latencies = [timed_ws_echo(server.port) for _ in range(5)]
+        assert proc.stdin is not None
+        proc.stdin.write("check\n")
+        proc.stdin.flush()
+        checked = read_json_line(proc, 120)
+    finally:
+        with contextlib.suppress(OSError):
+            if proc.stdin:
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe:
+                pipe.close()
+    alive = checked["alive"] / count
+    if alive < 1.0:
+        print(f"    warning: only {alive:.0%} of the idle WebSockets still echoed at the end")
+    return {
+        "kib_per_ws": (after - before) / count,
+        "ws_latency_ms": statistics.median(latencies),
+        "open_s": opened["seconds"],
+        "alive_fraction": alive,
+    }
+
+
 SCENARIOS = {
     sc.name: sc
     for sc in (
@@ -782,6 +1077,33 @@ SCENARIOS = {
             warmup=warm_small,
             fresh_server_per_run=True,
             tools=(),
+        ),
+        ws_echo_scenario(
+            "ws-echo-1k",
+            "1 KiB text WebSocket echoes over --connections (64), one message in flight on each",
+            WS_METRICS,
+            1024,
+            False,
+            0,
+        ),
+        ws_echo_scenario(
+            "ws-echo-1m",
+            f"1 MiB binary WebSocket echoes, {WS_BULK_CONNECTIONS} connections",
+            (MBPS, P50, P99),
+            1 << 20,
+            True,
+            WS_BULK_CONNECTIONS,
+        ),
+        Scenario(
+            "ws-idle",
+            "hold N idle WebSockets: RSS per WebSocket, time to open one more and echo",
+            (KIB_PER_WS, WS_HELD_LATENCY),
+            measure_ws_idle,
+            check_websocket,
+            warm_ws,
+            fresh_server_per_run=True,
+            tools=("cc",),
+            websocket=True,
         ),
     )
 }
@@ -880,6 +1202,11 @@ def run_scenario(
                 shown = ", ".join(f"{m.unit} {values[m.key]:,.1f}" for m in sc.metrics)
                 errors = values.get("errors", 0) + values.get("non_2xx", 0)
                 note = f"  ({errors:.0f} errors/non-2xx!)" if errors else ""
+                if "client_cpu" in values:  # is the load generator the limit?
+                    note += (
+                        f"  (CPU: wsload {values['client_cpu']:.0%},"
+                        f" server {values['server_cpu']:.0%})"
+                    )
                 print(f"    run {run + 1}/{cfg.repeat} {spec.name:<10} {shown}{note}", flush=True)
     finally:
         for server in servers.values():
@@ -894,26 +1221,48 @@ def fmt(value: float | None) -> str:
     return f"{value:.2f}" if value < 10 else f"{value:.1f}"
 
 
+def ratio_pairs(server_names: list[str]) -> list[tuple[str, str]]:
+    """The (ours, peer) pairs of the ratio columns: trio-http against every other server but
+    trio-http-asgi (nginx, the ASGI peers, a --baseline), trio-http-asgi against the other
+    servers of the same ASGI app."""
+    pairs = []
+    if TRIO_HTTP in server_names:
+        pairs += [(TRIO_HTTP, p) for p in server_names if p not in (TRIO_HTTP, TRIO_HTTP_ASGI)]
+    if TRIO_HTTP_ASGI in server_names:
+        pairs += [
+            (TRIO_HTTP_ASGI, p)
+            for p in server_names
+            if p != TRIO_HTTP_ASGI and p in SERVERS and SERVERS[p].asgi
+        ]
+    return pairs
+
+
 def markdown_table(results: list[Result], server_names: list[str]) -> str:
-    peers = [name for name in server_names if name != TRIO_HTTP]
-    ratios = peers if TRIO_HTTP in server_names else []
-    head = ["scenario", "metric", *server_names, *(f"{TRIO_HTTP} / {p}" for p in ratios)]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_scenario: dict[str, dict[str, Result]] = {}
     for result in results:
         by_scenario.setdefault(result.scenario, {})[result.server] = result
+    rows: list[tuple[str, Metric, dict[str, float | None]]] = []
     for sc_name, per_server in by_scenario.items():
         for metric in SCENARIOS[sc_name].metrics:
             medians = {
                 name: (per_server[name].median(metric.key) if name in per_server else None)
                 for name in server_names
             }
-            cells = [sc_name, metric.label, *(fmt(medians[name]) for name in server_names)]
-            ours = medians.get(TRIO_HTTP)
-            for peer in ratios:
-                theirs = medians[peer]
-                cells.append(f"{ours / theirs:.2f}" if ours is not None and theirs else "-")
-            lines.append("| " + " | ".join(cells) + " |")
+            rows.append((sc_name, metric, medians))
+    # Only the ratio columns with at least one value (trio-http serves no WebSocket, ...).
+    pairs = [
+        (ours, peer)
+        for ours, peer in ratio_pairs(server_names)
+        if any(medians[ours] is not None and medians[peer] for _, _, medians in rows)
+    ]
+    head = ["scenario", "metric", *server_names, *(f"{ours} / {peer}" for ours, peer in pairs)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for sc_name, metric, medians in rows:
+        cells = [sc_name, metric.label, *(fmt(medians[name]) for name in server_names)]
+        for ours, peer in pairs:
+            mine, theirs = medians[ours], medians[peer]
+            cells.append(f"{mine / theirs:.2f}" if mine is not None and theirs else "-")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -925,7 +1274,7 @@ def machine_info(cfg: Config) -> dict[str, object]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     versions: dict[str, str] = {}
-    for dist in ("trio-http", "trio", "h11", "hypercorn", "uvicorn"):
+    for dist in ("trio-http", "trio", "h11", "wsproto", "hypercorn", "uvicorn", "websockets"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[dist] = importlib.metadata.version(dist)
     if shutil.which("nginx"):
@@ -957,7 +1306,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="seconds of wrk warm-up (default 2; quick 0)")
     p.add_argument("--repeat", type=int, help="runs per scenario and server (default 3; quick 1)")
     p.add_argument("--connections", type=int, default=64, help="keep-alive wrk connections")
-    p.add_argument("--idle", type=int, help="idle connections (default 10000; quick 1000)")
+    p.add_argument(
+        "--idle", type=int, help="idle connections and WebSockets (default 10000; quick 1000)"
+    )
     p.add_argument("--upload-mib", type=int, help="upload size in MiB (default 100; quick 10)")
     p.add_argument("--only", help="comma-separated scenarios: " + ", ".join(SCENARIOS))
     p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated servers")
@@ -1028,13 +1379,20 @@ def select(args: argparse.Namespace, cfg: Config) -> tuple[list[Scenario], list[
     if missing:
         sys.exit(f"missing {', '.join(missing)}; install with: {INSTALL_HINT}")
     needed = cfg.idle_connections + 1000
-    if any(sc.name == "idle-conns" for sc in scenarios) and not raise_fd_limit(needed):
+    idle = {"idle-conns", "ws-idle"}
+    if any(sc.name in idle for sc in scenarios) and not raise_fd_limit(needed):
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         print(
-            f"skipping idle-conns: the open-files hard limit ({hard}) is below {needed}; raise it"
-            " (ulimit -Hn, /etc/security/limits.conf, LimitNOFILE) or pass a smaller --idle"
+            f"skipping idle-conns, ws-idle: the open-files hard limit ({hard}) is below {needed};"
+            " raise it (ulimit -Hn, /etc/security/limits.conf, LimitNOFILE) or pass a smaller"
+            " --idle"
         )
-        scenarios = [sc for sc in scenarios if sc.name != "idle-conns"]
+        scenarios = [sc for sc in scenarios if sc.name not in idle]
+    if any(sc.websocket for sc in scenarios):
+        try:
+            build_wsload()
+        except (OSError, RuntimeError) as exc:
+            sys.exit(str(exc))
     return scenarios, specs
 
 
@@ -1052,7 +1410,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     prepare_data(cfg)
     info = machine_info(cfg)
-    commits = {s.name: s.commit or working_tree_commit() for s in specs if s.is_trio_http}
+    commits = {s.name: s.commit or working_tree_commit() for s in specs if s.module == "trio_http"}
     if commits:
         info["commits"] = commits
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -1073,6 +1431,7 @@ def main(argv: list[str] | None = None) -> int:
                     for s in specs
                     if (sc.static or not s.static_only)
                     and (not sc.trio_http_only or s.is_trio_http)
+                    and (s.websocket if sc.websocket else not s.websocket_only)
                 ]
                 load1 = os.getloadavg()[0]
                 print(f"## {sc.name}: {sc.description} (load {load1:.2f})", flush=True)
