@@ -46,17 +46,22 @@ async def serve_websocket_scope(
     scope["scheme"] = {"http": "ws", "https": "wss"}.get(scope["scheme"], scope["scheme"])
     scope["subprotocols"] = list(offer.subprotocols)
     scope["extensions"] = {"websocket.http.response": {}}
+    failure: Exception | None = None  # raised before the 101: the connection answers 500
     async with trio.open_nursery() as nursery:
         cycle = _Cycle(exchange, WebSocket(request, offer, settings, nursery))
         try:
             await app(scope, cycle.receive, cycle.send)
-        except Exception:
+        except Exception as exc:
             if cycle.websocket.state == "connecting":
-                raise  # before the 101: the connection answers 500
-            log.exception("%s: ASGI WebSocket application failed", _peer(exchange))
-            await cycle.websocket.close(1011, "internal error")
-        await cycle.finish()
+                failure = exc
+            else:
+                log.exception("%s: ASGI WebSocket application failed", _peer(exchange))
+                await cycle.websocket.close(1011, "internal error")
+        if failure is None:
+            await cycle.finish()
         nursery.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
     if cycle.websocket.close_code is not None:
         request.log_fields = log_fields(cycle.websocket)
 

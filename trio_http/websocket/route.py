@@ -39,23 +39,27 @@ async def serve_websocket(
     )  # fmt: skip
     if isinstance(offer, HTTPError):
         raise offer
+    failure: Exception | None = None  # raised before the 101: answered as HTTP
+    result: BaseResponse | None = None
     async with trio.open_nursery() as nursery:
         websocket = WebSocket(request, offer, settings, nursery)
         try:
             result = await handler(websocket)
         except WebSocketClosed:
-            result = None  # the handler let the peer's close end it: fine
-        except Exception:
+            pass  # the handler let the peer's close end it: fine
+        except Exception as exc:
             if websocket.state == "connecting":
-                raise  # before the 101: the connection answers 500
-            log.exception("%s: WebSocket handler failed for %s", _peer(request), request.target)
-            await websocket.close(1011, "internal error")
-        if websocket.state == "connecting":
-            if isinstance(result, BaseResponse):
-                return result
-            return error_response(403, "the WebSocket was refused")
-        await websocket.close(1000)
+                failure = exc
+            else:
+                log.exception("%s: WebSocket handler failed for %s", _peer(request), request.target)
+                await websocket.close(1011, "internal error")
+        if websocket.state != "connecting":
+            await websocket.close(1000)
         nursery.cancel_scope.cancel()  # the reader and the keep-alive
+    if failure is not None:
+        raise failure  # outside the nursery: an HTTPError keeps its status, the rest is a 500
+    if websocket.state == "connecting":
+        return result if isinstance(result, BaseResponse) else error_response(403, "refused")
     request.log_fields = log_fields(websocket)
     return Response(status=200)  # not sent: the connection switched protocols
 

@@ -231,13 +231,13 @@ class WebSocket:
     async def _on_close(self, event: CloseConnection) -> None:
         state = self._protocol.state
         if self.close_code is None:
-            self.close_code, self.close_reason = event.code, event.reason or ""
+            self.close_code, self.close_reason = int(event.code), event.reason or ""
         if state is ConnectionState.REMOTE_CLOSING:  # the peer began: answer its close
             self.state = "closing"
             with contextlib.suppress(WebSocketClosed):  # it may have hung up already
                 await self._send(event.response())
         elif state is ConnectionState.OPEN:  # wsproto found a violation (1002, 1007, ...)
-            self.close_code, self.close_reason = event.code, event.reason or ""
+            self.close_code, self.close_reason = int(event.code), event.reason or ""
             with trio.move_on_after(1), contextlib.suppress(WebSocketClosed):
                 await self._send(CloseConnection(code=event.code, reason=event.reason))
         # (CLOSED: the peer's answer to our own close.)
@@ -284,7 +284,7 @@ class WebSocket:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                 self._lost("the connection was lost")
-                raise WebSocketClosed(1006, "the connection was lost") from None
+                raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
 
     async def _fail(self, code: int, reason: str) -> None:
         """Close at once after a violation or a timeout: send the code, don't wait long."""
