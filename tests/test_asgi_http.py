@@ -393,3 +393,54 @@ async def test_keep_alive_and_pipelining_across_asgi_requests(
         assert isinstance(conn.next_event(), h11.EndOfMessage)
         conn.start_next_cycle()
     assert not caplog.records
+
+
+async def test_the_apps_own_date_server_and_connection_close_are_honoured() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"date", b"Thu, 01 Jan 2026 00:00:00 GMT"), (b"server", b"app/1.0")]
+        if scope["path"] == "/close":
+            headers.append((b"connection", b"close"))
+        await reply(send, 200, b"", headers)
+
+    async with TestClient(ASGIHost(app), ServerConfig(access_log=False)) as client:
+        answer = await client.send_raw(b"GET /close HTTP/1.1\r\nHost: x\r\n\r\n", half_close=False)
+    head = answer.lower()
+    assert head.count(b"\r\ndate:") == 1 and b"date: thu, 01 jan 2026" in head
+    assert head.count(b"\r\nserver:") == 1 and b"server: app/1.0" in head
+    assert head.count(b"\r\nconnection:") == 1 and b"keep-alive" not in head
+    # send_raw returned: the server closed the connection after the app's "Connection: close"
+
+
+async def test_an_aborted_response_is_logged_with_its_status_and_bytes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from trio_http.accesslog import AccessLogger
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"12345", "more_body": True})
+        raise ValueError("midway")
+
+    caplog.set_level(logging.INFO)
+    client, server = trio.testing.memory_stream_pair()
+    connection = HTTPConnection(
+        server, ASGIHost(app), ServerConfig(), access_logger=AccessLogger("json")
+    )
+    await client.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    with trio.fail_after(5):
+        await connection.run()
+    assert '"status":200,"bytes":5' in caplog.text
+    assert "response aborted" in caplog.text and "ValueError: midway" in caplog.text
+
+
+async def test_serve_asgi_as_a_context_manager_raises_a_failed_startup_as_itself() -> None:
+    from trio_http.asgi import LifespanFailed
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    with pytest.raises(LifespanFailed, match="no database"):
+        async with serve_asgi(app, "127.0.0.1", 0, config=CONFIG):
+            raise AssertionError("must not start")

@@ -24,6 +24,9 @@ PURE = [
     "trio_http.files.listing",
     "trio_http.asgi.proxy",
     "trio_http.asgi.types",
+    "trio_http.asgi.scope",
+    "trio_http.websocket.handshake",
+    "trio_http.websocket.settings",
 ]
 
 

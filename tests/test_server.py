@@ -344,3 +344,12 @@ async def test_close_after_response_lingers_when_client_bytes_are_unread(
     assert received.startswith(b"HTTP/1.1 200 ")
     assert received.endswith(body)
     nursery.cancel_scope.cancel()
+
+
+async def test_serve_as_a_context_manager_raises_oserror_when_it_cannot_listen() -> None:
+    (taken,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = taken.socket.getsockname()[1]
+    with pytest.raises(OSError):
+        async with serve(build_app(), "127.0.0.1", port):
+            raise AssertionError("must not start")
+    await taken.aclose()

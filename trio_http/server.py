@@ -344,9 +344,17 @@ class ServeCall(Coroutine[Any, Any, None]):
         return self._driven().__await__()
 
     async def __aenter__(self) -> list[Address]:
-        self._exit_stack = AsyncExitStack()
-        self._nursery = await self._exit_stack.enter_async_context(trio.open_nursery())
-        addresses: list[Address] = await self._nursery.start(self._run)
+        stack = AsyncExitStack()
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        try:
+            addresses: list[Address] = await nursery.start(self._run)
+        except BaseException:
+            # It could not start (no listener, a failed lifespan startup): leave the nursery
+            # now, so the error reaches the caller as itself.
+            nursery.cancel_scope.cancel()
+            await stack.aclose()
+            raise
+        self._exit_stack, self._nursery = stack, nursery
         return addresses
 
     async def __aexit__(

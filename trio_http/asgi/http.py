@@ -89,16 +89,16 @@ def _tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
     """The ``tls`` extension (asgiref specs/tls): what we know of the session."""
     try:
         version = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}.get(stream.version() or "")
-        cipher = stream.cipher()
     except (trio.BrokenResourceError, ValueError, AttributeError):
-        version = cipher = None
+        version = None
     return {
         "server_cert": None,
         "client_cert_chain": [],
         "client_cert_name": None,
         "client_cert_error": None,
         "tls_version": version,
-        "cipher_suite": None if cipher is None else cipher[0],
+        # The spec wants the IANA number, which Python's ssl module does not give.
+        "cipher_suite": None,
     }
 
 

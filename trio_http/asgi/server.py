@@ -24,7 +24,7 @@ from ..listeners import Address
 from ..server import ServeCall, Server
 from ..websocket.settings import WebSocketSettings
 from .http import ASGIHost
-from .lifespan import Lifespan, LifespanMode
+from .lifespan import Lifespan, LifespanFailed, LifespanMode
 from .proxy import TrustedProxies
 from .scope import ScopeSettings
 from .types import ASGIApp
@@ -74,22 +74,28 @@ class ASGIServer(Server):
         """
         lifespan = Lifespan(self.app, self.lifespan_mode, self.settings.state)
         done = trio.Event()
+        failure: LifespanFailed | None = None  # raised below, outside the nursery, as itself
         async with trio.open_nursery() as nursery:
             app_nursery: trio.Nursery = await nursery.start(_shielded_nursery, done)
             try:
                 try:
                     await lifespan.startup(app_nursery)
-                except BaseException:
-                    for listener in listeners:
+                except BaseException as exc:
+                    for listener in listeners:  # nothing will be served
                         await trio.aclose_forcefully(listener)
-                    raise
-                try:
-                    await super().run(listeners, task_status=task_status)
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await lifespan.shutdown(timeout=self.config.graceful_timeout)
+                    if not isinstance(exc, LifespanFailed):
+                        raise
+                    failure = exc
+                else:
+                    try:
+                        await super().run(listeners, task_status=task_status)
+                    finally:
+                        with trio.CancelScope(shield=True):
+                            await lifespan.shutdown(timeout=self.config.graceful_timeout)
             finally:
                 done.set()
+        if failure is not None:
+            raise failure
 
 
 async def _shielded_nursery(

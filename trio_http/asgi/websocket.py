@@ -45,7 +45,9 @@ async def serve_websocket_scope(
     scope["type"] = "websocket"
     scope["scheme"] = {"http": "ws", "https": "wss"}.get(scope["scheme"], scope["scheme"])
     scope["subprotocols"] = list(offer.subprotocols)
-    scope["extensions"] = {"websocket.http.response": {}}
+    extensions = scope["extensions"]  # keeps "tls" over TLS
+    extensions.pop("http.response.pathsend", None)
+    extensions["websocket.http.response"] = {}
     failure: Exception | None = None  # raised before the 101: the connection answers 500
     async with trio.open_nursery() as nursery:
         cycle = _Cycle(exchange, WebSocket(request, offer, settings, nursery))

@@ -170,7 +170,9 @@ class Exchange:
             if not self.started:
                 log.error("%s: application failed for %s", peer, self.request.target, exc_info=exc)
         if self.started and not self.ended:
-            raise ResponseAborted(failure or "the application did not complete its response")
+            message = failure or "the application did not complete its response"
+            log.error("%s: response aborted for %s: %s", peer, self.request.target, message)
+            raise ResponseAborted(message, status=self.status, sent=self.sent)
         if not self.started and not failure:
             log.error("%s: the application sent no response to %s", peer, self.request.target)
         return self.started

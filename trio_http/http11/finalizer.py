@@ -101,17 +101,28 @@ class ResponseFinalizer:
     def _head(self, response: BaseResponse, *, last: bool, keep_alive: bool) -> h11.Response:
         headers = response.headers
         raw = headers.raw
-        for name, _ in raw:
+        # One pass over the fields: a Content-Length is ours to set, from the body itself; an
+        # application's own Date or Server replaces ours; its Connection: close is honoured.
+        own_date = own_server = own_length = False
+        for name, value in raw:
             if name == b"content-length":
-                headers.remove("content-length")  # ours to set, from the body itself
-                raw = headers.raw
-                break
+                own_length = True
+            elif name == b"date":
+                own_date = True
+            elif name == b"server":
+                own_server = True
+            elif name == b"connection" and b"close" in value.lower():
+                last = keep_alive = False  # h11 closes after it; add neither field
+        if own_length:
+            headers.remove("content-length")
+            raw = headers.raw
         length = response.content_length
         if length is not None and response.status not in _NO_LENGTH_STATUSES:
             raw.append((b"content-length", b"%d" % length))
-        if self._date_header:
+        if self._date_header and not own_date:
             raw.append((b"date", _date_cache.get()))
-        raw.extend(self._constant_fields)
+        if not own_server:
+            raw.extend(self._constant_fields)
         if last:
             raw.append((b"connection", b"close"))
         elif self._keep_alive_field is not None and keep_alive:

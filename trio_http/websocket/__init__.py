@@ -9,9 +9,24 @@
 
 from __future__ import annotations
 
-from .route import WebSocketHandler, serve_websocket
-from .session import WebSocket, WebSocketClosed
-from .settings import WebSocketSettings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .route import WebSocketHandler as WebSocketHandler
+    from .route import serve_websocket as serve_websocket
+    from .session import WebSocket as WebSocket
+    from .session import WebSocketClosed as WebSocketClosed
+    from .settings import WebSocketSettings as WebSocketSettings
+
+#: Public name -> its module; imported on first use, so the pure modules load without trio.
+_EXPORTS = {
+    "WebSocket": "session",
+    "WebSocketClosed": "session",
+    "WebSocketHandler": "route",
+    "WebSocketSettings": "settings",
+    "serve_websocket": "route",
+}
 
 __all__ = [
     "WebSocket",
@@ -20,3 +35,10 @@ __all__ = [
     "WebSocketSettings",
     "serve_websocket",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trio_http.websocket' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
