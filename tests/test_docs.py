@@ -1,13 +1,13 @@
 """The documentation stays true to the code.
 
-* The ``--help`` block in docs/cli.md is the real output of ``trio-http serve --help``, and
-  every long option in it is also described outside the block.
+* The ``--help`` blocks in docs/cli.md are the real output of ``trio-http serve --help`` and
+  ``trio-http run --help``, and every long option in them is also described outside the blocks.
 * Code blocks in docs/*.md marked ``<!-- include: PATH -->`` equal the file at PATH.
 * The tests in docs/examples/test_*.py run here, in-process (imported below).
 * Every relative link in README.md, CHANGELOG.md and docs/*.md leads to an existing file,
   and every ``#anchor`` to a heading of the target.
 
-``python tests/test_docs.py`` rewrites the --help block and the included code blocks from the
+``python tests/test_docs.py`` rewrites the --help blocks and the included code blocks from the
 real output and files.  A new option still needs a line in the tables of docs/cli.md.
 """
 
@@ -32,11 +32,19 @@ EXAMPLES = DOCS / "examples"
 CLI_MD = DOCS / "cli.md"
 MARKDOWN = sorted([REPO / "README.md", REPO / "CHANGELOG.md", *DOCS.glob("*.md")])
 
-HELP_BEGIN = "<!-- BEGIN serve --help -->"
-HELP_END = "<!-- END serve --help -->"
-HELP_BLOCK = re.compile(
-    re.escape(HELP_BEGIN) + r"\n```text\n(.*?)```\n" + re.escape(HELP_END), re.S
-)
+#: The commands whose --help output docs/cli.md shows, each between its own markers.
+COMMANDS = ["serve", "run"]
+
+
+def help_markers(command: str) -> tuple[str, str]:
+    return f"<!-- BEGIN {command} --help -->", f"<!-- END {command} --help -->"
+
+
+def help_block(command: str) -> re.Pattern[str]:
+    begin, end = help_markers(command)
+    return re.compile(re.escape(begin) + r"\n```text\n(.*?)```\n" + re.escape(end), re.S)
+
+
 INCLUDE_MARKER = re.compile(r"^<!-- include: (\S+) -->$", re.M)
 FENCED = re.compile(r"```[\w-]*\n(.*?)^```$", re.S | re.M)
 LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
@@ -47,11 +55,12 @@ REFERENCE = re.compile(r"^\s{0,3}\[[^\]]+\]:\s*<?(\S+?)>?(?:\s+.*)?$", re.M)
 
 
 @functools.cache
-def real_help() -> str:
-    """``trio-http serve --help`` as printed on a 100-column terminal, without colour."""
+def real_help(command: str) -> str:
+    """``trio-http COMMAND --help`` as printed on a 100-column terminal, without colour."""
     env = {**os.environ, "COLUMNS": "100", "NO_COLOR": "1", "PYTHON_COLORS": "0"}
+    env.pop("FORWARDED_ALLOW_IPS", None)
     result = subprocess.run(
-        [sys.executable, "-m", "trio_http", "serve", "--help"],
+        [sys.executable, "-m", "trio_http", command, "--help"],
         capture_output=True,
         text=True,
         env=env,
@@ -67,33 +76,38 @@ def normalise(text: str) -> str:
     return "\n".join(line.rstrip() for line in text.splitlines()).strip("\n")
 
 
-def documented_help(text: str) -> str:
-    match = HELP_BLOCK.search(text)
-    assert match is not None, f"docs/cli.md needs a ```text block between {HELP_BEGIN!r} and end"
+def documented_help(text: str, command: str) -> str:
+    match = help_block(command).search(text)
+    begin, _ = help_markers(command)
+    assert match is not None, f"docs/cli.md needs a ```text block between {begin!r} and end"
     return match.group(1)
 
 
 # ------------------------------------------------------------------ docs/cli.md
 
 
-def test_help_block_is_the_real_help() -> None:
-    documented = documented_help(CLI_MD.read_text(encoding="utf-8"))
-    assert normalise(documented) == normalise(real_help()), (
-        "docs/cli.md is out of date: run 'python tests/test_docs.py' to refresh the --help block"
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_block_is_the_real_help(command: str) -> None:
+    documented = documented_help(CLI_MD.read_text(encoding="utf-8"), command)
+    assert normalise(documented) == normalise(real_help(command)), (
+        f"docs/cli.md is out of date: run 'python tests/test_docs.py' to refresh the"
+        f" {command} --help block"
     )
 
 
-def test_every_option_is_described_outside_the_help_block() -> None:
-    text = CLI_MD.read_text(encoding="utf-8")
-    prose = HELP_BLOCK.sub("", text)
-    options = sorted(set(LONG_OPTION.findall(real_help())))
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_is_described_outside_the_help_block(command: str) -> None:
+    prose = CLI_MD.read_text(encoding="utf-8")
+    for each in COMMANDS:
+        prose = help_block(each).sub("", prose)
+    options = sorted(set(LONG_OPTION.findall(real_help(command))))
     assert "--port" in options, options  # the pattern found the options at all
     missing = [
         option
         for option in options
         if not re.search(r"(?<![\w-])" + re.escape(option) + r"(?![\w-])", prose)
     ]
-    assert not missing, f"options in --help but not described in docs/cli.md: {missing}"
+    assert not missing, f"options in {command} --help but not described in docs/cli.md: {missing}"
 
 
 # ------------------------------------------------------------------ included examples
@@ -222,12 +236,13 @@ globals().update(_example_tests())
 # ------------------------------------------------------------------ refreshing the docs
 
 
-def refresh_help_block() -> bool:
-    """Rewrite the --help block of docs/cli.md from the real output; returns whether it changed."""
+def refresh_help_block(command: str) -> bool:
+    """Rewrite COMMAND's --help block in docs/cli.md from the real output; whether it changed."""
     text = CLI_MD.read_text(encoding="utf-8")
-    documented_help(text)  # fails clearly if the markers are missing
-    block = f"{HELP_BEGIN}\n```text\n{normalise(real_help())}\n```\n{HELP_END}"
-    updated = HELP_BLOCK.sub(lambda _: block, text)
+    documented_help(text, command)  # fails clearly if the markers are missing
+    begin, end = help_markers(command)
+    block = f"{begin}\n```text\n{normalise(real_help(command))}\n```\n{end}"
+    updated = help_block(command).sub(lambda _: block, text)
     if updated != text:
         CLI_MD.write_text(updated, encoding="utf-8")
     return updated != text
@@ -249,7 +264,9 @@ def refresh_includes(markdown: Path) -> bool:
 
 
 if __name__ == "__main__":
-    print("docs/cli.md --help block:", "updated" if refresh_help_block() else "current")
+    for name in COMMANDS:
+        state = "updated" if refresh_help_block(name) else "current"
+        print(f"docs/cli.md {name} --help block:", state)
     for page in MARKDOWN:
         if page.is_file() and refresh_includes(page):
             print(f"{page.relative_to(REPO)}: included files updated")

@@ -1,0 +1,102 @@
+"""``trio-http serve``: the built-in endpoints and, with ``--directory``, the file server."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import trio
+
+from ..accesslog import LogFormat
+from ..builtin import build_app
+from ..files.uploads import remove_stale_uploads
+from ..server import Server
+from .options import (
+    add_header_options,
+    add_limit_options,
+    add_listening_options,
+    add_logging_options,
+    add_max_body_size,
+    config_from_args,
+    load_tls,
+)
+from .process import configure_logging, run_server, run_workers
+
+__all__ = ["add_parser", "main"]
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="run the server",
+        description="Serve the built-in endpoints (/, /echo/{text}, /user-agent) and, with "
+        "--directory, the files under DIR at /files/.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    serve.set_defaults(command_main=main)
+    add_listening_options(serve.add_argument_group("listening"))
+
+    files = serve.add_argument_group("files")
+    files.add_argument(
+        "--directory",
+        type=Path,
+        metavar="DIR",
+        help="serve and store files under DIR at /files/ (without it: no file routes)",
+    )
+    files.add_argument("--read-only", action="store_true", help="refuse POST, PUT and DELETE (405)")
+    files.add_argument(
+        "--follow-symlinks", action="store_true", help="follow symlinks that lead outside DIR"
+    )
+    files.add_argument(
+        "--show-hidden", action="store_true", help="serve and list names starting with '.'"
+    )
+    files.add_argument("--no-listing", action="store_true", help="no directory listings (403)")
+    add_max_body_size(files)
+
+    add_limit_options(
+        serve.add_argument_group("timeouts and limits (seconds; 0 disables a timeout)")
+    )
+
+    output = serve.add_argument_group("responses and logging")
+    add_header_options(output)
+    output.add_argument("--no-compression", action="store_true", help="never compress responses")
+    add_logging_options(output)
+
+
+def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
+    directory: Path | None = args.directory
+    if directory is not None:
+        if not directory.is_dir():
+            parser.exit(2, f"trio-http: error: --directory {directory}: not a directory\n")
+        directory = args.directory = directory.resolve()
+    load_tls(parser, args)
+    configure_logging(args.log_level)
+    if args.workers > 1:
+        return run_workers(args, argv)
+    app = build_app(
+        directory,
+        read_only=args.read_only,
+        follow_symlinks=args.follow_symlinks,
+        allow_hidden=args.show_hidden,
+        listings=not args.no_listing,
+    )
+    access_format: LogFormat = args.access_log_format
+    config = config_from_args(args, compression=not args.no_compression)
+    server = Server(app, config, access_log_format=access_format)
+    if directory is None:
+        return run_server(server, args, "no --directory: /files routes are off")
+    mode = "read-only" if args.read_only else "read-write"
+
+    def after_listening(nursery: trio.Nursery) -> None:
+        if not args.read_only:
+            # Uploads a killed server left half-written; in the background, so a large tree
+            # does not delay listening.  Live uploads (other workers') hold a lock and stay.
+            nursery.start_soon(_remove_stale_uploads, directory)
+
+    what = f"serving {directory} at /files/ ({mode})"
+    return run_server(server, args, what, after_listening=after_listening)
+
+
+async def _remove_stale_uploads(directory: Path) -> None:
+    # Abandoned on shutdown rather than waited for: a huge tree must not delay the exit.
+    await trio.to_thread.run_sync(remove_stale_uploads, directory, abandon_on_cancel=True)
