@@ -444,3 +444,47 @@ async def test_serve_asgi_as_a_context_manager_raises_a_failed_startup_as_itself
     with pytest.raises(LifespanFailed, match="no database"):
         async with serve_asgi(app, "127.0.0.1", 0, config=CONFIG):
             raise AssertionError("must not start")
+
+
+async def test_the_access_log_names_the_client_the_trusted_proxy_names(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from trio_http.accesslog import AccessLogger
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await reply(send, 200, b"")
+
+    caplog.set_level(logging.INFO, logger="trio_http.access")
+    host = ASGIHost(app, ScopeSettings(proxies=TrustedProxies("127.0.0.1")))
+    client, server = trio.testing.memory_stream_pair()
+    connection = HTTPConnection(
+        server, host, ServerConfig(), client=("127.0.0.1", 5000), access_logger=AccessLogger()
+    )
+    await client.send_all(
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n"
+    )
+    with trio.fail_after(5):
+        await connection.run()
+    assert caplog.records[-1].getMessage().startswith("203.0.113.9 - - [")
+
+
+async def test_stop_now_ends_a_lifespan_shutdown_that_hangs(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from trio_http.asgi import ASGIServer
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "lifespan"
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await trio.sleep_forever()  # never completes its shutdown
+
+    server = ASGIServer(app, ServerConfig(access_log=False, graceful_timeout=1000))
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.run, listeners)
+        server.shutdown()
+        await trio.sleep(1)  # the lifespan shutdown is waiting (for up to 1000 s)
+        server.stop_now()
+    assert trio.current_time() < 100  # not the 1000 s the shutdown would have had

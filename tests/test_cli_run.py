@@ -430,3 +430,12 @@ def test_reload_without_watchfiles_says_how_to_get_it(tmp_path: Path) -> None:
     assert one_error_line(result.stderr) == (
         "trio-http: error: --reload needs watchfiles: pip install 'trio-http[reload]'"
     )
+
+
+def test_a_startup_failure_in_workers_stops_the_supervisor_with_3(tmp_path: Path) -> None:
+    """Restarting cannot mend a failed application startup: no crash loop, status 3 at once."""
+    write_module(tmp_path, "failing", FAILING_STARTUP)
+    result = run_command("failing:app", "--port", "0", "--workers", "2", "--app-dir", str(tmp_path))
+    assert result.returncode == 3, result.stderr
+    assert "application startup failed: database unreachable" in result.stderr
+    assert "keep dying" not in result.stderr

@@ -163,8 +163,10 @@ class Server:
         trio_accept_log.addFilter(self._accept_failures)
         try:
             async with trio.open_nursery() as nursery:
-                connections: trio.Nursery = await nursery.start(self._hold_connections)
                 try:
+                    # In the try: a cancellation while it starts must still end the shielded
+                    # connection nursery (_begin_drain), or it would wait for ever.
+                    connections: trio.Nursery = await nursery.start(self._hold_connections)
                     with self._stop_accepting:
                         if self._stop_requested:
                             self._stop_accepting.cancel()

@@ -104,15 +104,22 @@ class _Worker:
         self.quick_deaths = 0
 
 
+#: Worker exit statuses that stop the supervisor with the same status (see supervise).
+FATAL_STATUSES = frozenset({2, 3})
+
+
 async def supervise(command: Sequence[str], workers: int) -> int:
     """Run *workers* copies of *command*; returns the exit status for the supervisor.
 
     Returns 0 after a signal-initiated shutdown in which every worker exited cleanly, 1 if
-    the workers kept failing to start (or a worker failed during shutdown).
+    the workers kept failing to start (or a worker failed during shutdown), and a worker's
+    own status 2 or 3 (a usage error, a failed application startup) at once: restarting
+    cannot mend those.
     """
     environment = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
     stopping = False
     failed = False
+    fatal: int | None = None
     pool = [_Worker(number) for number in range(1, workers + 1)]
 
     def stop(signum: int) -> None:
@@ -124,7 +131,7 @@ async def supervise(command: Sequence[str], workers: int) -> int:
 
     async def run_worker(worker: _Worker) -> None:
         """Keep one worker running until the supervisor stops."""
-        nonlocal failed
+        nonlocal failed, fatal
         while not stopping:
             started = trio.current_time()
             # A session of its own: a terminal's Ctrl-C (sent to the foreground process group)
@@ -143,6 +150,11 @@ async def supervise(command: Sequence[str], workers: int) -> int:
                 if status not in (0, -signal.SIGTERM, -signal.SIGINT):
                     log.error("worker %d exited with status %d", worker.number, status)
                     failed = True
+                return
+            if status in FATAL_STATUSES:
+                log.error("worker %d exited with status %d: stopping", worker.number, status)
+                fatal = status
+                stop(signal.SIGTERM)
                 return
             quick = trio.current_time() - started < QUICK_DEATH
             worker.quick_deaths = worker.quick_deaths + 1 if quick else 0
@@ -169,4 +181,6 @@ async def supervise(command: Sequence[str], workers: int) -> int:
                     worker_tasks.start_soon(run_worker, worker)
             # Every worker task returned, which happens only once stopping.
             nursery.cancel_scope.cancel()
+    if fatal is not None:
+        return fatal
     return 1 if failed else 0

@@ -62,6 +62,7 @@ class ASGIHost:
         )
         if isinstance(exchange.stream, trio.SSLStream):
             scope["extensions"]["tls"] = _tls_extension(exchange.stream)
+        exchange.request.client = scope["client"]  # for the access log, after proxy headers
         upgrade = (exchange.request.headers.get("upgrade") or "").lower()
         if "websocket" in upgrade:
             await serve_websocket_scope(self.app, scope, exchange, self.settings.websocket)

@@ -60,6 +60,13 @@ class ASGIServer(Server):
         super().__init__(ASGIHost(app, self.settings), config, access_log_format=access_log_format)
         self.app = app
         self.lifespan_mode: LifespanMode = lifespan
+        # The lifespan shutdown runs shielded from the caller's cancellation; stop_now ends it.
+        self._shutdown_scope = trio.CancelScope(shield=True)
+
+    def stop_now(self) -> None:
+        """Abort every connection, and the app's lifespan shutdown, at once."""
+        super().stop_now()
+        self._shutdown_scope.cancel()
 
     async def run(
         self,
@@ -90,7 +97,7 @@ class ASGIServer(Server):
                     try:
                         await super().run(listeners, task_status=task_status)
                     finally:
-                        with trio.CancelScope(shield=True):
+                        with self._shutdown_scope:
                             await lifespan.shutdown(timeout=self.config.graceful_timeout)
             finally:
                 done.set()

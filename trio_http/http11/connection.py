@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from typing import Protocol, cast
+from typing import cast
 
 import h11
 import trio
@@ -43,19 +43,9 @@ from .head import (
     restart_after_empty_lines,
     start_request,
 )
+from .registry import Registry
 from .upgrade import UpgradedStream, hand_over, switch
 from .writer import ResponseAborted, ResponseWriter
-
-
-class Registry(Protocol):
-    """Where a server keeps its connections (trio_http.server.ConnectionRegistry)."""
-
-    draining: bool
-
-    def add(self, connection: HTTPConnection) -> None: ...
-
-    def discard(self, connection: HTTPConnection) -> None: ...
-
 
 __all__ = ["HTTPConnection"]
 
@@ -309,7 +299,8 @@ class HTTPConnection:
     def _log_access(self, request: Request | None, status: int, sent: int, started: float) -> None:
         if self._access_logger is not None:
             duration = time.perf_counter() - started
-            self._access_logger.log(request, status, sent, duration, self._client)
+            client = self._client if request is None else request.client  # proxy headers
+            self._access_logger.log(request, status, sent, duration, client)
 
     async def _send(
         self, request: Request | None, body: RequestBody | None, response: BaseResponse

@@ -1,0 +1,21 @@
+"""What a connection needs from the server that keeps it (trio_http.server.ConnectionRegistry)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .connection import HTTPConnection
+
+__all__ = ["Registry"]
+
+
+class Registry(Protocol):
+    """Where a server keeps its connections, so a shutdown can find them."""
+
+    #: The server is shutting down: finish the current response, then close.
+    draining: bool
+
+    def add(self, connection: HTTPConnection) -> None: ...
+
+    def discard(self, connection: HTTPConnection) -> None: ...
