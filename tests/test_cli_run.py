@@ -439,3 +439,25 @@ def test_a_startup_failure_in_workers_stops_the_supervisor_with_3(tmp_path: Path
     assert result.returncode == 3, result.stderr
     assert "application startup failed: database unreachable" in result.stderr
     assert "keep dying" not in result.stderr
+
+
+def test_websocket_options_reach_the_server(tmp_path: Path) -> None:
+    """--ws-origin allow-list: a handshake from another Origin gets 403, an allowed one 101."""
+    (tmp_path / "wsapp.py").write_text(
+        "async def app(scope, receive, send):\n"
+        "    if scope['type'] == 'websocket':\n"
+        "        await receive()\n"
+        "        await send({'type': 'websocket.accept'})\n"
+        "        await send({'type': 'websocket.close', 'code': 1000})\n"
+    )
+    argv = run_argv("wsapp:app", "--app-dir", str(tmp_path), "--lifespan", "off")
+    argv += ["--ws-origin", "https://good.example", "--ws-max-size", "1K"]
+    with running_server(argv=argv) as server:
+        for origin, status in (("https://good.example", b"101"), ("https://evil.example", b"403")):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                sock.sendall(
+                    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Origin: " + origin.encode() + b"\r\n\r\n"
+                )
+                assert sock.recv(4096).startswith(b"HTTP/1.1 " + status), origin

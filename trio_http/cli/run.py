@@ -22,6 +22,7 @@ from ..asgi.loader import AppLoadError, load_app
 from ..asgi.proxy import TrustedProxies
 from ..asgi.server import ASGIServer
 from ..asgi.types import ASGIApp
+from ..websocket.settings import WebSocketSettings
 from . import reload
 from .options import (
     add_header_options,
@@ -31,6 +32,8 @@ from .options import (
     add_max_body_size,
     config_from_args,
     load_tls,
+    parse_size,
+    seconds,
 )
 from .process import configure_logging, run_server, run_workers
 
@@ -116,6 +119,37 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_limit_options(limits)
     add_max_body_size(limits)
 
+    websockets = run.add_argument_group("WebSockets")
+    defaults = WebSocketSettings()
+    websockets.add_argument(
+        "--ws-max-size",
+        type=parse_size,
+        default=defaults.max_size,
+        metavar="SIZE",
+        help="largest WebSocket message, after decompression (larger: close 1009)",
+    )
+    websockets.add_argument(
+        "--ws-ping-interval",
+        type=seconds,
+        default=defaults.ping_interval,
+        metavar="S",
+        help="ping every WebSocket this often (0: never)",
+    )
+    websockets.add_argument(
+        "--ws-ping-timeout",
+        type=seconds,
+        default=defaults.ping_timeout,
+        metavar="S",
+        help="close (1011) a WebSocket whose peer has not answered a ping within S",
+    )
+    websockets.add_argument(
+        "--ws-origin",
+        action="append",
+        metavar="ORIGIN",
+        help="allow WebSockets only from this Origin, e.g. https://example.com (repeatable; "
+        "others get 403; unset: any)",
+    )
+
     output = run.add_argument_group("responses and logging")
     add_header_options(output)
     add_logging_options(output)
@@ -166,6 +200,12 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         lifespan=args.lifespan,
         root_path=root_path.rstrip("/"),
         proxies=proxies,
+        websocket=WebSocketSettings(
+            max_size=args.ws_max_size,
+            ping_interval=args.ws_ping_interval,
+            ping_timeout=args.ws_ping_timeout,
+            allowed_origins=tuple(args.ws_origin) if args.ws_origin else None,
+        ),
         access_log_format=access_format,
     )
     try:
