@@ -234,3 +234,39 @@ async def test_peer_close_is_bounded_when_the_peer_stops_reading(
         finished = done.is_set()
         nursery.cancel_scope.cancel()
     assert finished, "the connection hung answering the peer's close"
+
+
+# ------------------------------------------------------------------------ permessage-deflate
+
+
+async def test_compressed_message_fragments_with_a_ping_between_them() -> None:
+    """RFC 6455 §5.4 lets control frames come between the fragments of a message, and
+    RFC 7692 compresses the message as a whole.  wsproto's PerMessageDeflate resets
+    _inbound_compressed when any frame with FIN completes, a ping included; BoundedDeflate
+    inherits that, so the continuation after the ping is taken as uncompressed and the valid
+    message is closed with 1007 (and BoundedDeflate also zeroes _inflated on the ping)."""
+    from test_websocket_protocol import (
+        DEFLATE_OFFER,
+        OP_CONT,
+        OP_PING,
+        OP_PONG,
+        OP_TEXT,
+        RSV1,
+        connected,
+        deflate,
+        echo_app,
+        frame,
+    )
+
+    app, _ = echo_app()
+    async with connected(app) as client:
+        await client.open(DEFLATE_OFFER)
+        payload = deflate(b"hello, compressed world")
+        await client.send(
+            frame(OP_TEXT, payload[:5], fin=False, rsv=RSV1)
+            + frame(OP_PING, b"p")
+            + frame(OP_CONT, payload[5:])
+        )
+        pong = await client.recv_frame()
+        assert (pong.opcode, pong.payload) == (OP_PONG, b"p")
+        assert await client.recv_message() == "hello, compressed world"
