@@ -1180,8 +1180,6 @@ def run_scenario(
                 if result.error:
                     continue
                 try:
-                    if sc.fresh_server_per_run and spec.name in servers:
-                        stop_server(servers.pop(spec.name), running)
                     if spec.name not in servers:
                         server = servers[spec.name] = start_server(
                             spec, cfg, tmp, running, sc.server_args, sc.pin_server
@@ -1194,6 +1192,10 @@ def run_scenario(
                     values = sc.measure(cfg, servers[spec.name], run)
                     if servers[spec.name].proc.poll() is not None:
                         raise RuntimeError(f"server died:\n{tail(servers[spec.name].log)}")
+                    if sc.fresh_server_per_run:
+                        # Now, not at its next run: a server still tearing down thousands of
+                        # connections would take CPU 0 from the next server's measurement.
+                        stop_server(servers.pop(spec.name), running)
                 except (OSError, RuntimeError, subprocess.CalledProcessError) as exc:
                     detail = exc.stderr if isinstance(exc, subprocess.CalledProcessError) else ""
                     fail(spec, f"{exc} {detail}".strip())
