@@ -17,6 +17,7 @@ import trio
 
 from ..errors import HTTPError
 from ..http11.exchange import Exchange
+from ..http11.head import peer_name
 from ..response import error_response
 from ..websocket.handshake import check_handshake
 from ..websocket.route import log_fields
@@ -53,11 +54,14 @@ async def serve_websocket_scope(
         cycle = _Cycle(exchange, WebSocket(request, offer, settings, nursery))
         try:
             await app(scope, cycle.receive, cycle.send)
+        except ClientGone:
+            pass  # the client went away and the app let send() say so: nothing failed
         except Exception as exc:
             if cycle.websocket.state == "connecting":
                 failure = exc
             else:
-                log.exception("%s: ASGI WebSocket application failed", _peer(exchange))
+                peer = peer_name(exchange.request.client)
+                log.exception("%s: ASGI WebSocket application failed", peer)
                 await cycle.websocket.close(1011, "internal error")
         if failure is None:
             await cycle.finish()
@@ -160,8 +164,3 @@ class _Cycle:
 
 class ClientGone(OSError):
     """``websocket.send`` after the WebSocket closed (the spec asks for an OSError)."""
-
-
-def _peer(exchange: Exchange) -> str:
-    client = exchange.request.client
-    return f"{client[0]}:{client[1]}" if client else "client"

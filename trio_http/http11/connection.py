@@ -76,6 +76,7 @@ class HTTPConnection:
         "_refuse_with",
         "_registry",
         "_requests_served",
+        "_timed_out",
         "_transport",
         "_upgraded",
         "_writer",
@@ -115,6 +116,8 @@ class HTTPConnection:
         self._client_close = False
         #: The stream handed over after a 101 (the connection closes after that exchange).
         self._upgraded: UpgradedStream | None = None
+        #: The request whose body timed out (and when it started), for the 408's log line.
+        self._timed_out: tuple[Request | None, float] = (None, 0.0)
 
     # ---------------------------------------------------------------- the loop
 
@@ -170,7 +173,11 @@ class HTTPConnection:
             status, sent = exc.status, exc.sent
             raise
         finally:
-            self._log_access(request, status, sent, started)
+            deadline = self._transport.deadline
+            if deadline.scope.cancel_called and deadline.waiting_for in ("head", "body"):
+                self._timed_out = (request, started)  # _on_timeout answers 408 and logs it
+            else:
+                self._log_access(request, status, sent, started)
         keep_going = (
             self._upgraded is None
             and self._conn.our_state is not h11.MUST_CLOSE
@@ -359,6 +366,8 @@ class HTTPConnection:
             raise RuntimeError("the connection has already switched protocols")
         head = self._finalizer.switching_protocols(Headers(headers))
         self._upgraded = await switch(self._conn, self._writer, self._transport, request, head)
+        if self._draining():  # the drain came before the switch: tell the protocol now
+            self._upgraded.going_away.set()
         return self._upgraded
 
     async def _switch_protocols(self, request: Request | None, upgrade: Upgrade) -> int:
@@ -388,11 +397,11 @@ class HTTPConnection:
         if waiting_for in ("head", "body") and can_respond:
             what = "request head" if waiting_for == "head" else "request body"
             log.info("%s: timed out waiting for the %s", self._peer(), what)
-            started = time.perf_counter()
+            request, started = self._timed_out
             with trio.move_on_after(self._config.linger_timeout):
                 error = HTTPError(408, f"timed out waiting for the {what}", close=True)
                 status, sent = await self._respond(None, None, self._error(error))
-                self._log_access(None, status, sent, started)
+                self._log_access(request, status, sent, started or time.perf_counter())
             return True
         log.info("%s: timed out waiting for the client to read the response", self._peer())
         return False

@@ -84,10 +84,12 @@ class ResponseWriter:
         try:
             if isinstance(response, Response) and len(response.body) <= JOIN_LIMIT:
                 body = response.body
-                payload = self._frame(head)
+                # One write, one copy: head, framed body and end joined at once.
+                pieces = [self._frame(head)]
                 if body:
-                    payload += self._frame(h11.Data(data=body))
-                await self._transport.send(payload + self._frame(END_OF_MESSAGE))
+                    pieces.append(self._frame(h11.Data(data=body)))
+                pieces.append(self._frame(END_OF_MESSAGE))
+                await self._transport.send(b"".join(pieces))
                 return len(body)
             await self.write_head(head)
             if isinstance(response, FileResponse):

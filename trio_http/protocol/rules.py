@@ -65,7 +65,8 @@ def is_valid_host(value: bytes) -> bool:
     """Whether *value* is a valid ``Host`` field value: ``uri-host [ ":" port ]``.
 
     RFC 9112 §3.2: a server MUST answer 400 to a request whose Host is invalid.  An empty value
-    is valid (a target without an authority); a port must be a number from 0 to 65535.
+    is valid (a target without an authority); a port must be a number from 0 to 65535, or
+    empty (RFC 3986 §3.2.3: ``port = *DIGIT``).
     """
     host, port = value, b""
     if value.startswith(b"["):
@@ -86,8 +87,6 @@ def is_valid_host(value: bytes) -> bool:
         host, colon, port = value.rpartition(b":")
         if not colon:
             host, port = value, b""
-        elif not port:
-            return False
         if not _REG_NAME.fullmatch(host):  # also covers IPv4 addresses
             return False
     if port:

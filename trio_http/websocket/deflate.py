@@ -11,7 +11,7 @@ from __future__ import annotations
 import zlib
 
 from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 __all__ = ["BoundedDeflate"]
 
@@ -23,11 +23,28 @@ class BoundedDeflate(PerMessageDeflate):
         super().__init__()
         self.max_size = max_size
         self._inflated = 0  # bytes of the current message so far
+        self._in_control = False  # the frame being read is a ping, pong or close
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        # A control frame may come between the fragments of a compressed message (RFC 6455
+        # §5.4); it must leave the message's compression state alone, which wsproto's resets.
+        self._in_control = opcode.iscontrol()
+        if self._in_control:
+            return CloseReason.PROTOCOL_ERROR if rsv.rsv1 else RsvBits(True, False, False)
+        return super().frame_inbound_header(proto, opcode, rsv, payload_length)
 
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
     ) -> bytes | CloseReason:
         decompressor = self._decompressor
+        if self._in_control:
+            return data
         if not self._inbound_compressed or not self._inbound_is_compressible or not decompressor:
             return super().frame_inbound_payload_data(proto, data)
         try:
@@ -42,6 +59,9 @@ class BoundedDeflate(PerMessageDeflate):
     def frame_inbound_complete(
         self, proto: FrameDecoder | FrameProtocol, fin: bool
     ) -> bytes | CloseReason | None:
+        if self._in_control:
+            self._in_control = False
+            return None
         result = super().frame_inbound_complete(proto, fin)
         if isinstance(result, bytes):
             self._inflated += len(result)

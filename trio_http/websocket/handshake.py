@@ -51,6 +51,8 @@ def check_handshake(
         )
     if method != "GET":
         return HTTPError(405, "a WebSocket handshake is a GET", headers={"allow": "GET"})
+    if headers.get("transfer-encoding") is not None or headers.get("content-length", "0") != "0":
+        return HTTPError(400, "a WebSocket handshake has no body")
     if http_version != "1.1":
         return HTTPError(400, "a WebSocket handshake needs HTTP/1.1")
     if headers.get("sec-websocket-version") != "13":

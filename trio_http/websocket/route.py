@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from ..errors import HTTPError
+from ..http11.head import peer_name
 from ..request import Request
 from ..response import BaseResponse, Response, error_response
 from .handshake import check_handshake
@@ -51,7 +52,8 @@ async def serve_websocket(
             if websocket.state == "connecting":
                 failure = exc
             else:
-                log.exception("%s: WebSocket handler failed for %s", _peer(request), request.target)
+                peer = peer_name(request.client)
+                log.exception("%s: WebSocket handler failed for %s", peer, request.target)
                 await websocket.close(1011, "internal error")
         if websocket.state != "connecting":
             await websocket.close(1000)
@@ -72,7 +74,3 @@ def log_fields(websocket: WebSocket) -> dict[str, str | int]:
         "ws_in": f"{websocket.messages_in}/{websocket.bytes_in}B",
         "ws_out": f"{websocket.messages_out}/{websocket.bytes_out}B",
     }
-
-
-def _peer(request: Request) -> str:
-    return f"{request.client[0]}:{request.client[1]}" if request.client else "client"

@@ -36,6 +36,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError
 
 from ..headers import HeaderInput, Headers
+from ..http11.head import peer_name
 from ..request import Request
 from .deflate import BoundedDeflate
 from .handshake import Offer, accept_fields
@@ -234,8 +235,10 @@ class WebSocket:
             self.close_code, self.close_reason = int(event.code), event.reason or ""
         if state is ConnectionState.REMOTE_CLOSING:  # the peer began: answer its close
             self.state = "closing"
-            with contextlib.suppress(WebSocketClosed):  # it may have hung up already
-                await self._send(event.response())
+            # Bounded: a peer that sent its close and stopped reading must not hold us.
+            with trio.move_on_after(self._settings.close_timeout):
+                with contextlib.suppress(WebSocketClosed):  # it may have hung up already
+                    await self._send(event.response())
         elif state is ConnectionState.OPEN:  # wsproto found a violation (1002, 1007, ...)
             self.close_code, self.close_reason = int(event.code), event.reason or ""
             with trio.move_on_after(1), contextlib.suppress(WebSocketClosed):
@@ -311,8 +314,7 @@ class WebSocket:
             await trio.aclose_forcefully(self._stream)
 
     def _peer(self) -> str:
-        client = self.request.client
-        return f"{client[0]}:{client[1]}" if client else "client"
+        return peer_name(self.request.client)
 
 
 def _size(data: Data) -> int:
