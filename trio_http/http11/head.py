@@ -112,7 +112,7 @@ async def read_head(
 
 def _feed(conn: h11.Connection, transport: Transport, data: bytes, *, at_start: bool) -> bool:
     """Give h11 bytes of a head; returns whether any were more than empty lines."""
-    if at_start:
+    if at_start and data[:1] in (b"\r", b"\n"):
         data = skip_empty_lines(data)
     if data or transport.eof:  # b"" tells h11 the client closed
         conn.receive_data(data)
@@ -148,7 +148,8 @@ def start_request(
 ) -> tuple[Request, RequestBody, RequestFacts | HTTPError]:
     """The :class:`Request` for a head, its body, and what the checks found: the facts, or
     the error to answer instead of calling the handler (then the body is never read)."""
-    facts = check_request(event, config)
+    fields = list(event.headers)  # walked twice: h11's sequence is slow to iterate
+    facts = check_request(event, config, fields)
     # A refused request's body is unknown and stays unread.
     refused = isinstance(facts, HTTPError)
     body = RequestBody(
@@ -162,7 +163,7 @@ def start_request(
     request = Request(
         event.method.decode("ascii"),
         event.target.decode("ascii"),
-        Headers.from_raw(list(event.headers)),
+        Headers.from_raw(fields),
         http_version=event.http_version.decode("ascii"),
         client=client,
         body_source=body,

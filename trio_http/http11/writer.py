@@ -91,7 +91,8 @@ class ResponseWriter:
                 pieces.append(self._frame(END_OF_MESSAGE))
                 await self._transport.send(b"".join(pieces))
                 return len(body)
-            await self.write_head(head)
+            file_follows = isinstance(response, FileResponse)
+            await self.write_head(head, more=file_follows)
             if isinstance(response, FileResponse):
                 for part in response.parts:
                     if isinstance(part, bytes):
@@ -116,8 +117,8 @@ class ResponseWriter:
     # they go (see exchange.py).  h11 raises LocalProtocolError for a body longer or shorter
     # than the head declared.
 
-    async def write_head(self, head: h11.Response) -> None:
-        await self._transport.send(self._frame(head))
+    async def write_head(self, head: h11.Response, *, more: bool = False) -> None:
+        await self._transport.send(self._frame(head), more=more)
 
     async def write_data(self, data: bytes) -> None:
         """One piece of body, framed by h11 without copying *data* into a new buffer."""

@@ -149,8 +149,9 @@ class Transport(abc.ABC):
         return data
 
     @abc.abstractmethod
-    async def send(self, data: bytes | bytearray | memoryview) -> None:
-        """Write all of *data*; ``write_timeout`` bounds each stall."""
+    async def send(self, data: bytes | bytearray | memoryview, *, more: bool = False) -> None:
+        """Write all of *data*; ``write_timeout`` bounds each stall.  *more*: the next write
+        follows at once (a file after its head), so the two may leave in one packet."""
 
     @abc.abstractmethod
     async def send_file(self, file: BinaryIO, offset: int, length: int) -> None:

@@ -37,7 +37,7 @@ class StreamTransport(Transport):
         self.eof = not data
         return data
 
-    async def send(self, data: bytes | bytearray | memoryview) -> None:
+    async def send(self, data: bytes | bytearray | memoryview, *, more: bool = False) -> None:
         self.deadline.arm("write", self._write_timeout)
         with network_errors:
             await self._stream.send_all(data)
