@@ -122,7 +122,7 @@ async def test_websocket_accepted_after_drain_began_is_told_1001() -> None:
         accepted = False
         with trio.move_on_after(3):
             while not codes:
-                data = await client.receive_some()
+                data = bytes(await client.receive_some())
                 ws.receive_data(data or None)
                 for event in ws.events():
                     if isinstance(event, AcceptConnection):
@@ -225,7 +225,7 @@ async def test_peer_close_is_bounded_when_the_peer_stops_reading(
         accepted = False
         with trio.fail_after(5):
             while not accepted:
-                ws.receive_data(await client.receive_some())
+                ws.receive_data(bytes(await client.receive_some()))
                 accepted = any(isinstance(e, AcceptConnection) for e in ws.events())
         await client.send_all(ws.send(CloseConnection(code=1000)))
         # ... and the client never reads again.
