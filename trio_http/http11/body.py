@@ -18,6 +18,9 @@ from ..transport import Transport
 
 __all__ = ["RequestBody"]
 
+#: What unread() says of a complete body (the usual case, without an allocation).
+_DONE = UnreadBody(done=True, waiting_for_continue=False, remaining=0)
+
 #: Bytes asked for per read while reading a body.
 BODY_RECEIVE_SIZE = 256 * 1024
 
@@ -135,12 +138,10 @@ class RequestBody:
     def unread(self) -> UnreadBody:
         """What is left of the body (for the keep-alive decision)."""
         conn = self._conn
+        if conn.their_state is not h11.SEND_BODY:
+            return _DONE
         remaining = None if self.declared is None else self.declared - self.received
-        return UnreadBody(
-            done=conn.their_state is not h11.SEND_BODY,
-            waiting_for_continue=conn.client_is_waiting_for_100_continue,
-            remaining=remaining,
-        )
+        return UnreadBody(False, conn.client_is_waiting_for_100_continue, remaining)
 
     async def drain(self, max_drain_size: int) -> bool:
         """After the response, read and discard what the handler left of the body.

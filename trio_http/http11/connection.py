@@ -73,6 +73,7 @@ class HTTPConnection:
         "_exchange_app",
         "_finalizer",
         "_handler",
+        "_head_was_read",
         "_refuse_with",
         "_registry",
         "_requests_served",
@@ -110,6 +111,8 @@ class HTTPConnection:
         self._access_logger = access_logger
         self._refuse_with = refuse_with
         self._requests_served = 0
+        #: The last request head was read from the transport (so little else is buffered).
+        self._head_was_read = False
         #: Close after the current response (an error demanded it, or a drain).
         self._close_requested = False
         #: The current request's client asked to close (Connection: close, HTTP/1.0).
@@ -209,19 +212,24 @@ class HTTPConnection:
     async def _next_request(self) -> h11.Request | HTTPError | None:
         """The next request head, or ``None`` when the connection should end quietly."""
         conn = self._conn
-        event = parse_head(conn, self._client)
-        if event is EMPTY_LINE:  # before a request already buffered: ignore it
-            conn = self._conn = restart_after_empty_lines(conn, self._config.max_header_size)
-            self._writer = ResponseWriter(conn, self._transport)
+        if self._head_was_read and conn.trailing_data == (b"", False):
+            idle = True  # the usual case, known without an h11 parse attempt (which costs more)
+        else:
             event = parse_head(conn, self._client)
-        if event is not INCOMPLETE and event is not EMPTY_LINE:
-            # Already buffered (pipelining): nothing has yielded to other tasks, so do it
-            # here, once a request, or such a client could starve the others.
-            await trio.lowlevel.checkpoint()
-            return event
-        idle = not conn.trailing_data[0]  # nothing of the next request yet
+            if event is EMPTY_LINE:  # before a request already buffered: ignore it
+                conn = self._conn = restart_after_empty_lines(conn, self._config.max_header_size)
+                self._writer = ResponseWriter(conn, self._transport)
+                event = parse_head(conn, self._client)
+            if event is not INCOMPLETE and event is not EMPTY_LINE:
+                # Already buffered (pipelining): nothing has yielded to other tasks, so do it
+                # here, once a request, or such a client could starve the others.
+                self._head_was_read = False
+                await trio.lowlevel.checkpoint()
+                return event
+            idle = not conn.trailing_data[0]  # nothing of the next request yet
         if idle and (self._close_requested or self._draining()):
             return None
+        self._head_was_read = True
         config = self._config
         return await read_head(
             conn,

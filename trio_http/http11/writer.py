@@ -85,11 +85,14 @@ class ResponseWriter:
             if isinstance(response, Response) and len(response.body) <= JOIN_LIMIT:
                 body = response.body
                 # One write, one copy: head, framed body and end joined at once.
-                pieces = [self._frame(head)]
+                send = self._conn.send
                 if body:
-                    pieces.append(self._frame(h11.Data(data=body)))
-                pieces.append(self._frame(END_OF_MESSAGE))
-                await self._transport.send(b"".join(pieces))
+                    payload = b"".join(
+                        (send(head), send(h11.Data(data=body)), send(END_OF_MESSAGE))
+                    )
+                else:
+                    payload = b"".join((send(head), send(END_OF_MESSAGE)))
+                await self._transport.send(payload)
                 return len(body)
             file_follows = isinstance(response, FileResponse)
             await self.write_head(head, more=file_follows)

@@ -11,8 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import h11
 
@@ -44,8 +43,7 @@ class Limits(Protocol):
     def max_body_size(self) -> int: ...
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
+class RequestFacts(NamedTuple):
     """What the checks learned from a request head that the rest of the exchange needs."""
 
     #: The client said it sends nothing more: ``Connection: close``, or HTTP/1.0 (which h11
@@ -166,8 +164,7 @@ def check_chunk(
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class UnreadBody:
+class UnreadBody(NamedTuple):
     """What is left of a request body when the response is about to be sent."""
 
     #: The body is complete (or there was none).

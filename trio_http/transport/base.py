@@ -23,7 +23,7 @@ import trio
 
 from ..errors import ClientDisconnected
 
-__all__ = ["Deadline", "Transport", "Waiting", "network_errors"]
+__all__ = ["Deadline", "Transport", "Waiting", "network_errors", "peer_gone"]
 
 #: What a connection can be waiting for when its deadline fires.
 Waiting = Literal["idle", "head", "body", "write", "nothing"]
@@ -45,6 +45,13 @@ _PEER_GONE = frozenset(
 )
 
 
+def peer_gone(exc: BaseException) -> bool:
+    """Whether *exc* means the peer or the network went away: the one place that decides."""
+    return isinstance(exc, trio.BrokenResourceError) or (
+        isinstance(exc, OSError) and exc.errno in _PEER_GONE
+    )
+
+
 class _NetworkErrors:
     """``with network_errors:`` turns trio's stream errors and a peer's socket errors into
     :class:`ClientDisconnected`; every other exception passes through unchanged."""
@@ -62,9 +69,7 @@ class _NetworkErrors:
     ) -> None:
         if exc is None:
             return
-        if isinstance(exc, trio.BrokenResourceError) or (
-            isinstance(exc, OSError) and exc.errno in _PEER_GONE
-        ):
+        if peer_gone(exc):
             raise ClientDisconnected(str(exc) or type(exc).__name__) from exc
         if isinstance(exc, trio.ClosedResourceError):
             # Closed under us: by a drain or abort (expected), never by the client itself.
