@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,32 @@ async def _echo(scope: Scope, send: Send, text: str) -> None:
     await _respond(send, 200, body, extra=extra)
 
 
+def _file_headers(size: int) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-length", str(size).encode()),
+        (b"content-type", b"application/octet-stream"),
+    ]
+
+
 async def _send_file(scope: Scope, send: Send, path: Path) -> None:
+    if "http.response.pathsend" in (scope.get("extensions") or {}):
+        # The server opens and sends the file: a stat for the length is all the app needs
+        # (what a framework's file response does, e.g. Starlette's FileResponse).
+        try:
+            info = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
+            await _respond(send, 404, b"Not Found")
+            return
+        start = {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": _file_headers(info.st_size),
+        }
+        await send(start)
+        await send({"type": "http.response.pathsend", "path": str(path)})
+        return
     try:
         f = path.open("rb")
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -89,14 +115,8 @@ async def _send_file(scope: Scope, send: Send, path: Path) -> None:
         return
     with f:
         size = os.fstat(f.fileno()).st_size
-        headers = [
-            (b"content-length", str(size).encode()),
-            (b"content-type", b"application/octet-stream"),
-        ]
+        headers = _file_headers(size)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        if "http.response.pathsend" in (scope.get("extensions") or {}):
-            await send({"type": "http.response.pathsend", "path": str(path)})
-            return
         remaining = size
         while remaining > 0:
             chunk = f.read(min(CHUNK_SIZE, remaining))
