@@ -4,13 +4,11 @@
 parses and frames, :mod:`~trio_http.protocol.rules` decides what to accept and when to close,
 a :class:`~trio_http.http11.body.RequestBody` reads the body as the handler asks, the
 :class:`~trio_http.http11.finalizer.ResponseFinalizer` completes every response and the
-:class:`~trio_http.http11.writer.ResponseWriter` sends it.  What happens to each failure:
-
-- the client goes away (:class:`ClientDisconnected`, from the transport): abort, log ``499``;
-- unparseable input (h11's ``RemoteProtocolError``): its ``4xx``, then close;
-- the handler raises :class:`HTTPError`: its response; anything else: ``500``, logged;
-- a response that cannot be completed (:class:`ResponseAborted`): logged, abort;
-- the deadline fires: nothing (idle), ``408`` (head or body), abort (write).
+:class:`~trio_http.http11.writer.ResponseWriter` sends it.  On failure: the client goes away
+(:class:`ClientDisconnected`): abort, log ``499``; unparseable input: its ``4xx``, close; the
+handler raises :class:`HTTPError`: its response, anything else ``500``, logged; a response
+that cannot be completed (:class:`ResponseAborted`): logged, abort; the deadline fires: nothing
+(idle), ``408`` (head or body), abort (write).
 """
 
 from __future__ import annotations
@@ -100,9 +98,7 @@ class HTTPConnection:
         self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=config.max_header_size)
         self._writer = ResponseWriter(self._conn, self._transport)
         # An application that writes its responses as it goes (ASGI), or a Handler.
-        self._exchange_app: ExchangeApp | None = (
-            handler if hasattr(handler, "serve_exchange") else None
-        )
+        self._exchange_app = handler if hasattr(handler, "serve_exchange") else None
         self._handler = cast(Handler, handler)
         self._config = config
         self._finalizer = finalizer_for(config)
@@ -111,8 +107,7 @@ class HTTPConnection:
         self._access_logger = access_logger
         self._refuse_with = refuse_with
         self._requests_served = 0
-        #: The last request head was read from the transport (so little else is buffered).
-        self._head_was_read = False
+        self._head_was_read = False  # the last head came from a read (little else buffered)
         #: Close after the current response (an error demanded it, or a drain).
         self._close_requested = False
         #: The current request's client asked to close (Connection: close, HTTP/1.0).
@@ -142,9 +137,7 @@ class HTTPConnection:
                 graceful = await self._on_timeout()
         except (ClientDisconnected, ResponseAborted):
             graceful = False
-        except Exception:
-            # A bug, or a failure of the server's own (a socket error no client causes): this
-            # connection is lost, the server goes on.
+        except Exception:  # a bug, or a server fault: this connection is lost, not the server
             log.exception("%s: connection failed", self._peer())
             graceful = False
         finally:
@@ -346,23 +339,22 @@ class HTTPConnection:
     async def _finalize(
         self, request: Request | None, body: RequestBody | None, response: BaseResponse
     ) -> tuple[BaseResponse, h11.Response]:
-        last = self._is_last(request, body)
-        return await self._finalizer.finalize(request, response, last=last)
-
-    def _is_last(self, request: Request | None, body: RequestBody | None) -> bool:
-        """Whether the response about to be sent is the connection's last."""
-        if request is None or body is None:
-            return True
+        """The response and its head, deciding whether it is the connection's last."""
         config = self._config
-        return must_close(
-            close_requested=self._close_requested,
-            client_close=self._client_close,
-            draining=self._draining(),
-            requests_served=self._requests_served,
-            max_requests=config.max_requests_per_connection,
-            body=body.unread(),
-            max_drain_size=config.max_drain_size,
+        last = (
+            request is None
+            or body is None
+            or must_close(
+                close_requested=self._close_requested,
+                client_close=self._client_close,
+                draining=self._draining(),
+                requests_served=self._requests_served,
+                max_requests=config.max_requests_per_connection,
+                body=body.unread(),
+                max_drain_size=config.max_drain_size,
+            )
         )
+        return await self._finalizer.finalize(request, response, last=last)
 
     async def switch_protocols(
         self, request: Request, headers: HeaderInput | Headers | None
