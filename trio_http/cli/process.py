@@ -12,6 +12,7 @@ import argparse
 import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable
 
@@ -169,18 +170,26 @@ def supervisor_command(argv: list[str], port: int, *extra: str) -> list[str]:
     return [*command, "--port", str(port), "--reuse-port", *extra]
 
 
-def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
-    """Supervise ``--workers`` processes that share the port (see workers.py)."""
+def reserve_shared_port(args: argparse.Namespace, option: str) -> socket.socket | int:
+    """The port a supervisor keeps for its children (``SO_REUSEPORT``), or the exit status
+    after saying why it cannot."""
     if not reuse_port_supported():
         print(
-            "trio-http: error: --workers needs SO_REUSEPORT, which this system lacks",
+            f"trio-http: error: {option} needs SO_REUSEPORT, which this system lacks",
             file=sys.stderr,
         )
         return 2
     try:
-        reserved = reserve_port(args.host, args.port)
+        return reserve_port(args.host, args.port)
     except OSError as exc:
         return listen_error(args, exc)
+
+
+def run_workers(args: argparse.Namespace, argv: list[str]) -> int:
+    """Supervise ``--workers`` processes that share the port (see workers.py)."""
+    reserved = reserve_shared_port(args, "--workers")
+    if isinstance(reserved, int):
+        return reserved
     with reserved:
         port = reserved.getsockname()[1]
         command = supervisor_command(argv, port, "--workers", "1")

@@ -19,14 +19,13 @@ import argparse
 import logging
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path, PurePath
 
 import trio
 
-from ..workers import SUPERVISOR_ENV, reserve_port, reuse_port_supported
-from .process import listen_error, supervisor_command
+from ..workers import SUPERVISOR_ENV
+from .process import reserve_shared_port, supervisor_command
 
 __all__ = ["NEEDS_WATCHFILES", "PATIENCE", "run_reloader", "watchfiles_missing"]
 
@@ -47,16 +46,9 @@ def watchfiles_missing() -> bool:
 
 def run_reloader(args: argparse.Namespace, argv: list[str], directories: list[Path]) -> int:
     """Run the server in a child, restarted on changes under *directories*; the exit status."""
-    if not reuse_port_supported():
-        print(
-            "trio-http: error: --reload needs SO_REUSEPORT, which this system lacks",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        reserved = reserve_port(args.host, args.port)
-    except OSError as exc:
-        return listen_error(args, exc)
+    reserved = reserve_shared_port(args, "--reload")
+    if isinstance(reserved, int):
+        return reserved
     with reserved:
         port = reserved.getsockname()[1]
         command = supervisor_command(argv, port, "--no-reload")
