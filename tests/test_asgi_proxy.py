@@ -291,3 +291,21 @@ def test_garbage_never_raises(request_headers: H, trusted: str, scheme: str) -> 
         host, port = client
         ip_address(host)  # always an address
         assert 0 <= port <= 65535
+
+
+def test_answers_are_remembered_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The address is parsed once per peer host, not once per request."""
+    import trio_http.asgi.proxy as proxy
+
+    proxies = TrustedProxies("10.0.0.0/8")
+    parsed: list[str] = []
+    real = proxy._parse_address
+
+    def counting(text: str) -> object:
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(proxy, "_parse_address", counting)
+    assert [proxies.trusts("10.1.2.3") for _ in range(3)] == [True, True, True]
+    assert [proxies.trusts("192.0.2.1") for _ in range(2)] == [False, False]
+    assert parsed == ["10.1.2.3", "192.0.2.1"]

@@ -27,7 +27,6 @@ import trio
 
 from ..errors import ClientDisconnected, HTTPError
 from ..http11.exchange import Exchange
-from ..listeners import Address
 from ..response import error_response
 from .scope import ScopeSettings, http_scope
 from .types import ASGIApp, Message
@@ -55,7 +54,7 @@ class ASGIHost:
         cycle = _Cycle(exchange)
         scope = http_scope(
             exchange.request,
-            server=_local_address(exchange.stream),
+            server=exchange.local_address,
             tls=isinstance(exchange.stream, trio.SSLStream),
             settings=self.settings,
             extensions={"http.response.pathsend": {}},
@@ -73,17 +72,6 @@ class ASGIHost:
             raise ClientDisconnected("the client went away") from None
         if cycle.gone:
             raise ClientDisconnected("the client went away")
-
-
-def _local_address(stream: object) -> Address | None:
-    if isinstance(stream, trio.SSLStream):
-        stream = stream.transport_stream
-    sock = getattr(stream, "socket", None)
-    try:
-        name = sock.getsockname() if sock is not None else None
-    except OSError:
-        return None
-    return (str(name[0]), int(name[1])) if isinstance(name, tuple) else None
 
 
 def _tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:

@@ -105,6 +105,11 @@ class Exchange:
         return self.status != 0
 
     @property
+    def local_address(self) -> tuple[str, int] | None:
+        """The server's address on this connection (for the ASGI scope's ``server``)."""
+        return self._transport.local_address
+
+    @property
     def stream(self) -> object:
         """The connection's trio stream (to tell TLS from plain TCP, and read addresses)."""
         return self._transport.stream
