@@ -19,7 +19,6 @@ import contextlib
 import logging
 import math
 import os
-import time
 from typing import Literal
 
 import trio
@@ -95,7 +94,6 @@ class WebSocket:
         self._closed = trio.Event()
         self._pong = trio.Event()
         self._ping_payload = b""
-        self.opened_at = time.monotonic()
 
     # ---------------------------------------------------------------- the API
 
@@ -113,7 +111,6 @@ class WebSocket:
         self._protocol = Connection(ConnectionType.SERVER, [extension] if extension else [])
         self.subprotocol = subprotocol
         self.state = "open"
-        self.opened_at = time.monotonic()
         self._nursery.start_soon(self._read)
         self._nursery.start_soon(self._keep_alive)
         going_away = getattr(self._stream, "going_away", None)
