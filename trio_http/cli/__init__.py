@@ -1,4 +1,4 @@
-"""The ``trio-http`` command line: ``trio-http serve`` and ``trio-http run MODULE:ATTR``.
+"""The ``trio-http`` command line: ``serve``, ``run MODULE:ATTR`` and ``hash-password``.
 
 User mistakes (a missing directory, a port in use, a bad option, an application that cannot be
 imported) end with one line on stderr and a non-zero exit status, never a traceback.  SIGTERM or
@@ -8,7 +8,8 @@ SIGINT shuts down gracefully; a second one stops at once.  A clean stop exits wi
 - ``process.py``: logging, signals, running a server with its listening line, ``--workers``;
 - ``serve.py``: ``serve``, the built-in endpoints and the file server;
 - ``run.py``: ``run``, an ASGI application;
-- ``reload.py``: ``run --reload``, restarting the server when a source file changes.
+- ``reload.py``: ``run --reload``, restarting the server when a source file changes;
+- ``hash_password.py``: ``hash-password``, an scrypt hash for ``--auth`` rules.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from .hash_password import add_parser as add_hash_password_parser
 from .run import add_parser as add_run_parser
 from .serve import add_parser as add_serve_parser
 
@@ -32,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_serve_parser(commands)
     add_run_parser(commands)
+    add_hash_password_parser(commands)
     return parser
 
 
