@@ -191,6 +191,29 @@ def test_may_read_filters_and_forbidden_directories_are_not_entered(root: Path) 
     assert not any(p.startswith("docs/deep/REPORTS") for p in asked)  # ... and not entered
 
 
+def test_may_enter_opens_a_way_to_readable_names_below(root: Path) -> None:
+    def may_read(url_path: str) -> bool:  # like --auth '@/docs/deep/REPORTS'
+        return url_path.startswith("docs/deep/REPORTS/")
+
+    def may_enter(url_path: str) -> bool:  # like Visitor.can_reach
+        return may_read(url_path) or "docs/deep/REPORTS/".startswith(url_path)
+
+    assert paths(find(root, "q", may_read=may_read)) == []
+    policy = make_policy(root)
+    result = search_tree(root, "", "", policy=policy, may_read=may_read, may_enter=may_enter)
+    # The way there (docs/, docs/deep/) is entered but not shown; notes.md is not readable.
+    assert paths(result) == ["docs/deep/REPORTS/", "docs/deep/REPORTS/q1.csv"]
+
+
+def test_names_that_are_not_utf8_are_skipped(tmp_path: Path) -> None:
+    try:
+        (tmp_path / os.fsdecode(b"match-\xff.txt")).write_text("x")
+    except OSError:
+        pytest.fail("this file system refuses non-UTF-8 names; the test needs one that does not")
+    (tmp_path / "match-ok.txt").write_text("x")
+    assert paths(find(tmp_path, "match")) == ["match-ok.txt"]
+
+
 def test_may_read_gets_paths_relative_to_the_root(root: Path) -> None:
     asked: list[str] = []
 

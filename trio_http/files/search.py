@@ -131,6 +131,7 @@ def search_tree(
     *,
     policy: PathPolicy,
     may_read: Callable[[str], bool],
+    may_enter: Callable[[str], bool] | None = None,
     limits: SearchLimits = SearchLimits(),
     clock: Callable[[], float] = time.monotonic,
     cancelled: threading.Event | None = None,
@@ -140,8 +141,10 @@ def search_tree(
     *directory* is the real path of the directory whose URL path (relative to the root, empty
     or ending in ``/``) is *url_dir*; each entry is checked by the URL a client would use,
     ``url_dir`` plus its path.  *may_read* is asked about each entry's URL path (directories
-    with a trailing ``/``).  Breadth first, so a search stopped early has found the shallow
-    names.  Matches come sorted by path.
+    with a trailing ``/``): only what it allows is a match.  A directory is entered when
+    *may_enter* allows it (by default *may_read*): with access rules, a directory the visitor
+    may not read can still lead to one they may (``Visitor.can_reach``).  Breadth first, so a
+    search stopped early has found the shallow names.  Matches come sorted by path.
 
     Raises :class:`OSError` if *directory* itself cannot be read; directories below that
     cannot be read, or that vanish meanwhile, are skipped.  If *cancelled* gets set (the
@@ -188,14 +191,17 @@ def search_tree(
                     is_dir = stat.S_ISDIR(st.st_mode)
                     if is_dir:
                         rel += "/"
-                    if not may_read(url_dir + rel):
-                        continue
-                    if needle in fold(name):
+                    readable = may_read(url_dir + rel)
+                    if readable and needle in fold(name):
                         if len(matches) >= limits.max_results:
                             # Only once there is one more: exactly max_results is complete.
                             raise _Stop(f"stopped after {limits.max_results} results")
                         matches.append(Match(rel, is_dir, st.st_size, st.st_mtime))
-                    if is_dir and (st.st_dev, st.st_ino) not in entered:
+                    if (
+                        is_dir
+                        and (readable if may_enter is None else may_enter(url_dir + rel))
+                        and (st.st_dev, st.st_ino) not in entered
+                    ):
                         entered.add((st.st_dev, st.st_ino))
                         pending.append((os.fspath(real), rel))
     except _Stop as stop:
@@ -323,6 +329,7 @@ async def search_response(
     *,
     policy: PathPolicy,
     may_read: Callable[[str], bool],
+    may_enter: Callable[[str], bool] | None = None,
     limits: SearchLimits = SearchLimits(),
     clock: Callable[[], float] = time.monotonic,
 ) -> Response:
@@ -331,8 +338,9 @@ async def search_response(
     JSON if *accept* names ``application/json``, text if ``text/plain``, HTML otherwise, with
     ``Vary: Accept`` as listings have.  Raises ``HTTPError(400)`` for an empty, blank or
     overlong *term*, and what :func:`~.paths.http_error_for` makes of an error reading
-    *directory* itself.  The walk runs in a worker thread; if this task is cancelled (the
-    client left), the thread is abandoned and told to stop at its next entry.
+    *directory* itself.  *may_read* and *may_enter* are as for :func:`search_tree`.  The walk
+    runs in a worker thread; if this task is cancelled (the client left), the thread is
+    abandoned and told to stop at its next entry.
     """
     check_term(term)
     cancelled = threading.Event()
@@ -344,6 +352,7 @@ async def search_response(
             term,
             policy=policy,
             may_read=may_read,
+            may_enter=may_enter,
             limits=limits,
             clock=clock,
             cancelled=cancelled,
