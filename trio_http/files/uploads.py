@@ -4,6 +4,11 @@ A body is streamed into a temporary file in the target's directory, ``fsync``-ed
 over the target, so the target name only ever holds a complete old or a complete new file; any
 failure (client gone, body too large, disk full, shutdown) removes the temporary file.
 
+With *expected* digests (RFC 9530 ``Content-Digest`` / ``Repr-Digest``, see
+:func:`~trio_http.files.digest.expected_digests`) the body is hashed in the worker thread that
+writes each buffer, and compared before the rename: on a mismatch the temporary file is
+removed and the target is left as it was.
+
 While a temporary file is written, its writer holds an exclusive ``flock`` on it.  A server
 killed outright (``SIGKILL``, a crash) leaves its temporary files behind; at startup,
 :func:`remove_stale_uploads` deletes those that no process holds locked.
@@ -13,16 +18,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hmac
 import logging
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from ..errors import HTTPError
+from ..protocol.digest import ExpectedDigest, new_hash
+from .digest import DigestMismatch
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
 
 __all__ = ["TEMP_PREFIX", "TEMP_SUFFIX", "remove_stale_uploads", "write_atomically"]
 
@@ -45,8 +57,18 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-async def write_atomically(body: AsyncIterator[bytes], target: Path) -> None:
-    """Write *body* to *target*: all of it, durably, or nothing (``OSError`` passes through)."""
+async def write_atomically(
+    body: AsyncIterator[bytes],
+    target: Path,
+    *,
+    expected: Sequence[ExpectedDigest] | None = None,
+) -> None:
+    """Write *body* to *target*: all of it, durably, or nothing (``OSError`` passes through).
+
+    With *expected*, the body must have every one of those digests, or
+    :class:`~trio_http.files.digest.DigestMismatch` (``400``) is raised and nothing is written.
+    """
+    hashers = {item.algorithm: new_hash(item.algorithm) for item in expected or ()}
     fd, temp_name = _locked_temp_file(target.parent)
     renamed = False
     try:
@@ -54,9 +76,11 @@ async def write_atomically(body: AsyncIterator[bytes], target: Path) -> None:
         async for chunk in body:
             pending += chunk
             if len(pending) >= WRITE_BUFFER_SIZE:
-                await trio.to_thread.run_sync(_write_all, fd, pending)
+                await trio.to_thread.run_sync(_write_and_hash, fd, pending, hashers)
                 pending.clear()
-        await trio.to_thread.run_sync(_finish, fd, pending, temp_name, target)
+        await trio.to_thread.run_sync(
+            _finish, fd, pending, temp_name, target, hashers, tuple(expected or ())
+        )
         renamed = True
     finally:
         os.close(fd)
@@ -132,6 +156,13 @@ def _remove_if_stale(path: str) -> bool:
         os.close(fd)  # releases the lock
 
 
+def _write_and_hash(fd: int, data: bytes | bytearray, hashers: dict[str, _Hash]) -> None:
+    """Hash and write *data* (in a worker thread: hashlib releases the GIL on large buffers)."""
+    for hasher in hashers.values():
+        hasher.update(data)
+    _write_all(fd, data)
+
+
 def _write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
@@ -139,9 +170,21 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[written:]
 
 
-def _finish(fd: int, pending: bytearray, temp_name: str, target: Path) -> None:
-    """Write the rest, make it durable, and move it into place (in a worker thread)."""
-    _write_all(fd, pending)
+def _finish(
+    fd: int,
+    pending: bytearray,
+    temp_name: str,
+    target: Path,
+    hashers: dict[str, _Hash],
+    expected: tuple[ExpectedDigest, ...],
+) -> None:
+    """Write the rest, check the digests, make it durable, and move it into place (in a
+    worker thread).  Raises :class:`DigestMismatch` before anything is renamed."""
+    _write_and_hash(fd, pending, hashers)
+    computed = {algorithm: hasher.digest() for algorithm, hasher in hashers.items()}
+    for item in expected:
+        if not hmac.compare_digest(computed[item.algorithm], item.value):
+            raise DigestMismatch(item.field, item.algorithm)
     # mkstemp creates 0600; give the file the mode an ordinary create would have.
     os.fchmod(fd, 0o666 & ~_UMASK)
     os.fsync(fd)
