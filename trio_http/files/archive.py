@@ -46,6 +46,7 @@ and ids are not disclosed (``0``, empty).
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import stat
@@ -404,8 +405,8 @@ def _tar_header(name: str, st: os.stat_result, *, is_dir: bool) -> bytes:
 @dataclass(frozen=True)
 class _Found:
     """An entry to archive: *rel* is its path below the archived directory (``/`` after a
-    directory), *real* the path to open, *st* its ``stat`` (a directory's; files are
-    described by ``fstat`` once open)."""
+    directory, empty for the archived directory itself), *real* the path to open, *st* its
+    ``stat`` (a directory's; files are described by ``fstat`` once open)."""
 
     rel: str
     real: str
@@ -413,7 +414,7 @@ class _Found:
 
     @property
     def is_dir(self) -> bool:
-        return self.rel.endswith("/")
+        return not self.rel or self.rel.endswith("/")
 
 
 def list_directory(real: str) -> list[str]:
@@ -433,6 +434,7 @@ def _walk(
     url_dir: str,
     policy: PathPolicy,
     may_read: Callable[[str], bool],
+    may_enter: Callable[[str], bool] | None,
 ) -> Iterator[_Found | None]:
     """The entries to archive below the directory (whose ``stat`` and sorted *names* are
     already read),
@@ -462,7 +464,9 @@ def _walk(
             continue
         if stat.S_ISDIR(st.st_mode):
             rel += "/"
-            if not may_read(url_dir + rel) or _identity(st) in entered:
+            readable = may_read(url_dir + rel)
+            enter = readable if may_enter is None else may_enter(url_dir + rel)
+            if not enter or _identity(st) in entered:
                 yield None  # not for this visitor; already archived (a link, a loop)
                 continue
             entered.add(_identity(st))
@@ -472,7 +476,8 @@ def _walk(
                 log.warning("archive of /%s: skipped %s: %s", url_dir, rel, exc.strerror or exc)
                 yield None
                 continue
-            yield _Found(rel, real, st)
+            # Not readable but entered: only on the way to what is; no entry of its own.
+            yield _Found(rel, real, st) if readable else None
             stack.append((rel, iter(children)))
         elif stat.S_ISREG(st.st_mode) and may_read(url_dir + rel):
             yield _Found(rel, real, st)
@@ -569,6 +574,7 @@ def archive_chunks(
     top: str,
     policy: PathPolicy,
     may_read: Callable[[str], bool],
+    may_enter: Callable[[str], bool] | None = None,
     zip64_limit: int = 0xFFFFFFFF,
     count_limit: int = 0xFFFF,
     gzip_level: int = GZIP_LEVEL,
@@ -582,27 +588,28 @@ def archive_chunks(
     starts.  *top* is the folder the entries are put under.  ``close()`` closes whatever file
     is open.  Raises ``ValueError`` for an unknown *fmt*.
     """
-    walk = _walk(top_st, names, url_dir, policy, may_read)
+    walk = _walk(top_st, names, url_dir, policy, may_read, may_enter)
+    # The top folder has an entry of its own only if it may be read (not just entered).
+    top_entry = _Found("", "", top_st) if may_read(url_dir) else None
     label = "/" + url_dir
     if fmt == "zip":
-        return _zip_pieces(walk, top, top_st, label, zip64_limit, count_limit)
+        return _zip_pieces(top_entry, walk, top, label, zip64_limit, count_limit)
     if fmt == "tar.gz":
-        return _gzip(_tar_pieces(walk, top, top_st, label), gzip_level)
+        return _gzip(_tar_pieces(top_entry, walk, top, label), gzip_level)
     raise ValueError(f"unknown archive format {fmt!r}")
 
 
 def _zip_pieces(
+    top_entry: _Found | None,
     walk: Iterator[_Found | None],
     top: str,
-    top_st: os.stat_result,
     label: str,
     zip64_limit: int,
     count_limit: int,
 ) -> Generator[bytes, None, None]:
     with tempfile.SpooledTemporaryFile(CENTRAL_SPOOL_SIZE) as central:
         writer = ZipWriter(central, zip64_limit=zip64_limit, count_limit=count_limit)
-        yield writer.directory(top + "/", top_st.st_mtime, top_st.st_mode)
-        for found in walk:
+        for found in itertools.chain([top_entry], walk):
             if found is None:
                 yield b""
                 continue
@@ -629,12 +636,10 @@ def _zip_pieces(
 
 
 def _tar_pieces(
-    walk: Iterator[_Found | None], top: str, top_st: os.stat_result, label: str
+    top_entry: _Found | None, walk: Iterator[_Found | None], top: str, label: str
 ) -> Generator[bytes, None, None]:
-    header = _tar_header(top + "/", top_st, is_dir=True)
-    written = len(header)  # bytes of archive, for the final record padding
-    yield header
-    for found in walk:
+    written = 0  # bytes of archive, for the final record padding
+    for found in itertools.chain([top_entry], walk):
         if found is None:
             yield b""
             continue
@@ -770,17 +775,24 @@ async def archive_response(
     *,
     policy: PathPolicy,
     may_read: Callable[[str], bool],
+    may_enter: Callable[[str], bool] | None = None,
 ) -> StreamingResponse:
     """A ``200`` streaming the archive of *directory* in format *fmt* (``zip``, ``tar.gz``).
 
     *directory* is the real path of the directory at *url_dir* (relative to the served root,
-    empty or ending in ``/``), already checked by the caller (path policy, and that *url_dir*
-    may be read).  *may_read* is asked about each entry's URL path (directories with a
-    trailing ``/``).  The directory's names are read before answering, so raises
-    ``HTTPError(400)`` for an unknown *fmt* and :func:`~.paths.http_error_for`'s answer when
-    *directory* cannot be read; later errors skip the entry (logged).  The body is sent
-    chunked; closing the response closes the file being read.  The content types are not in
-    the compression policy's list, so the connection does not compress the archive again.
+    empty or ending in ``/``), already checked by the caller (path policy, access).
+    *may_read* is asked about each entry's URL path (directories with a trailing ``/``), and
+    *url_dir* itself: only what it allows is archived.  A directory is entered when
+    *may_enter* allows it (by default *may_read*): with access rules, a directory the visitor
+    may not read can lead to one they may (``Visitor.can_reach``); it gets no entry of its
+    own.  The top folder of the archive is the directory's name, and the download's name that
+    plus ``.zip`` or ``.tar.gz``.
+
+    The directory's names are read before answering, so raises ``HTTPError(400)`` for an
+    unknown *fmt* and :func:`~.paths.http_error_for`'s answer when *directory* cannot be
+    read; later errors skip the entry (logged).  The body is sent chunked; closing the
+    response closes the file being read.  ``application/zip`` and ``application/gzip`` are
+    not in the compression policy's list, so the connection does not compress them again.
     """
     if fmt not in FORMATS:
         accepted = ", ".join(FORMATS)
@@ -791,7 +803,16 @@ async def archive_response(
     except OSError as exc:
         raise http_error_for(exc) from None
     top = _folder_name(url_dir, policy)
-    pieces = archive_chunks(top_st, names, url_dir, fmt, top=top, policy=policy, may_read=may_read)
+    pieces = archive_chunks(
+        top_st,
+        names,
+        url_dir,
+        fmt,
+        top=top,
+        policy=policy,
+        may_read=may_read,
+        may_enter=may_enter,
+    )
     return StreamingResponse(
         _ThreadedChunks(pieces),
         headers={"content-disposition": content_disposition(top + extension)},
