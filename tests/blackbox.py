@@ -294,7 +294,8 @@ def parse_response(buffer: bytes, *, head: bool = False) -> tuple[RawResponse, i
     """One complete response at the start of *buffer* and its length, or ``None`` if incomplete.
 
     Framing is by ``Content-Length`` only (as the CodeCrafters checker does); a response
-    without it, or with ``Transfer-Encoding``, fails the test.  *head*: the response to a HEAD
+    without it (but a ``204``, which has no body), or with ``Transfer-Encoding``, fails the
+    test.  *head*: the response to a HEAD
     request (no body whatever ``Content-Length`` says).
     """
     end = buffer.find(b"\r\n\r\n")
@@ -311,6 +312,11 @@ def parse_response(buffer: bytes, *, head: bool = False) -> tuple[RawResponse, i
     names = [n.lower() for n, _ in headers]
     assert "transfer-encoding" not in names, f"Transfer-Encoding in {status_line!r}: {headers}"
     lengths = [v for n, v in headers if n.lower() == "content-length"]
+    status = int(status_line.split(" ")[1])
+    if status == 204 or 100 <= status < 200:
+        # No body by definition, and no Content-Length allowed (RFC 9110 §8.6).
+        assert not lengths, f"Content-Length in {status_line!r}: {headers}"
+        lengths = ["0"]
     assert len(lengths) == 1, (
         f"{status_line!r} has {len(lengths)} Content-Length headers (a Content-Length-only "
         f"client needs exactly one): {headers}"

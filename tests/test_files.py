@@ -762,3 +762,30 @@ async def test_compressed_variant_revalidates(client: TestClient, root: Path) ->
     assert etag.endswith('-gzip"')
     again = await client.get("/files/big.txt", headers={**headers, "if-none-match": etag})
     assert again.status == 304
+
+
+# ---------------------------------------------------------------- MKCOL
+
+
+async def test_mkcol_creates_one_directory(client: TestClient, root: Path) -> None:
+    made = await client.request("MKCOL", "/files/sub/new")
+    assert made.status == 201 and made.headers["location"] == "/files/sub/new/"
+    assert (root / "sub" / "new").is_dir()
+    exists = await client.request("MKCOL", "/files/sub/new/")
+    assert exists.status == 405 and exists.headers["allow"] == "GET, HEAD"
+    file_name = await client.request("MKCOL", "/files/hello.txt")
+    assert file_name.status == 405
+    orphan = await client.request("MKCOL", "/files/missing/child/")
+    assert orphan.status == 409 and not (root / "missing").exists()
+    under_file = await client.request("MKCOL", "/files/hello.txt/child/")
+    assert under_file.status == 409
+
+
+async def test_mkcol_refuses_hidden_names_bodies_and_the_root(
+    client: TestClient, root: Path
+) -> None:
+    assert (await client.request("MKCOL", "/files/.hidden/")).status in (403, 404)
+    assert not (root / ".hidden").exists()
+    with_body = await client.request("MKCOL", "/files/x/", body=b"<xml/>")
+    assert with_body.status == 415 and not (root / "x").exists()
+    assert (await client.request("MKCOL", "/files/")).status == 405

@@ -97,7 +97,10 @@ def format_json(
 
 
 class AccessLogger:
-    """Writes one line per request to the ``trio_http.access`` logger at INFO."""
+    """Writes one line per request to the ``trio_http.access`` logger.
+
+    At INFO, or at the level the handler set in ``request.access_log_level``.
+    """
 
     def __init__(self, log_format: LogFormat = "combined") -> None:
         self._format = format_json if log_format == "json" else format_combined
@@ -111,6 +114,7 @@ class AccessLogger:
         duration: float,
         client: tuple[str, int] | None,
     ) -> None:
-        if self._logger.isEnabledFor(logging.INFO):
+        level = logging.INFO if request is None else request.access_log_level
+        if self._logger.isEnabledFor(level):
             line = self._format(request, status, size, duration, client, time.time())
-            self._logger.info(line)
+            self._logger.log(level, line)

@@ -5,6 +5,7 @@ They use nothing but the public route layer, so they double as its first example
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from .errors import HTTPError
@@ -38,6 +39,19 @@ async def user_agent(request: Request) -> Response:
     return Response(value.encode("latin-1"), content_type="text/plain")
 
 
+async def healthz(request: Request) -> Response:
+    """``GET /healthz``: ``{"status": "ok"}`` for load balancers and orchestrators.
+
+    Touches no disk and no access rule, and logs at DEBUG: probes every few seconds would
+    drown the access log.
+    """
+    request.access_log_level = logging.DEBUG
+    return Response(_HEALTHY, content_type="application/json")
+
+
+_HEALTHY = b'{"status": "ok"}'
+
+
 def build_app(
     directory: Path | None = None,
     *,
@@ -51,6 +65,7 @@ def build_app(
     app.add_route("/", root, ["GET"])
     app.add_route("/echo/{text}", echo, ["GET"])
     app.add_route("/user-agent", user_agent, ["GET"])
+    app.add_route("/healthz", healthz, ["GET"])
     if directory is not None:
         FileServer(
             directory,

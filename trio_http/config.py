@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 
 from .compression import CompressionPolicy
 
-__all__ = ["ServerConfig"]
+__all__ = ["RESERVED_FIELDS", "ServerConfig"]
+
+#: Fields that describe the message's framing or the connection: never configurable.
+RESERVED_FIELDS = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "trailer"}
+)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -59,3 +64,12 @@ class ServerConfig:
     compression: CompressionPolicy = field(default_factory=CompressionPolicy)
     #: Write one access-log line per request to the ``trio_http.access`` logger.
     access_log: bool = True
+    #: Fields added to every response that does not set the same field itself (HSTS, CSP):
+    #: ``(("strict-transport-security", "max-age=31536000"),)``.  Framing and connection
+    #: fields are refused: those are the server's to set.
+    extra_headers: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for name, _ in self.extra_headers:
+            if name.lower() in RESERVED_FIELDS:
+                raise ValueError(f"extra_headers: {name} is set by the server itself")

@@ -8,6 +8,7 @@ the connection; this is what makes streaming uploads, lazy ``100 Continue`` and 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl, unquote
@@ -64,6 +65,7 @@ class Request:
         "_body_source",
         "_cached_body",
         "_upgrader",
+        "access_log_level",
         "client",
         "headers",
         "http_version",
@@ -101,6 +103,9 @@ class Request:
         #: Fields a protocol adds to this request's access-log line (a WebSocket's close code
         #: and message counts), appended as ``name=value`` (combined) or keys (JSON).
         self.log_fields: dict[str, str | int] | None = None
+        #: The level of this request's access-log line: a handler lowers it for requests an
+        #: operator does not want to see at the default level (``/healthz`` probes).
+        self.access_log_level = logging.INFO
         self._body_source: BodySource = body_source or _NO_BODY
         self._body_consumed = False
         self._cached_body: bytes | None = None

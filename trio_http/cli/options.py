@@ -8,11 +8,12 @@ each shared option are written once.
 from __future__ import annotations
 
 import argparse
+import re
 import ssl
 from pathlib import Path
 
 from ..compression import CompressionPolicy
-from ..config import ServerConfig
+from ..config import RESERVED_FIELDS, ServerConfig
 
 __all__ = [
     "add_header_options",
@@ -21,6 +22,7 @@ __all__ = [
     "add_logging_options",
     "add_max_body_size",
     "config_from_args",
+    "header_field",
     "load_tls",
     "parse_size",
 ]
@@ -181,9 +183,38 @@ def add_limit_options(group: argparse._ArgumentGroup) -> None:
     )
 
 
+_FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def header_field(text: str) -> tuple[str, str]:
+    """``'Name: value'`` -> ``("name", "value")``, for ``--header``."""
+    name, sep, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not sep or not _FIELD_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError(f"not a header field 'Name: value': {text!r}")
+    if name.lower() in RESERVED_FIELDS:
+        raise argparse.ArgumentTypeError(f"{name} is set by the server itself: {text!r}")
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in value):
+        raise argparse.ArgumentTypeError(f"control characters in the value: {text!r}")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"the value must be Latin-1: {text!r}") from None
+    return name.lower(), value
+
+
 def add_header_options(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--no-date-header", action="store_true", help="do not send Date")
     group.add_argument("--no-server-header", action="store_true", help="do not send Server")
+    group.add_argument(
+        "--header",
+        type=header_field,
+        action="append",
+        default=[],
+        dest="headers",
+        metavar="'NAME: VALUE'",
+        help="add this field to every response that does not set it (repeatable; HSTS, CSP)",
+    )
 
 
 def add_logging_options(group: argparse._ArgumentGroup) -> None:
@@ -235,4 +266,5 @@ def config_from_args(args: argparse.Namespace, *, compression: bool) -> ServerCo
         max_requests_per_connection=args.limit_max_requests,
         compression=CompressionPolicy(enabled=compression),
         access_log=not args.no_access_log,
+        extra_headers=tuple(args.headers),
     )

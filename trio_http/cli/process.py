@@ -21,6 +21,7 @@ import trio
 from ..listeners import Address, open_listeners
 from ..server import Server
 from ..workers import reserve_port, reuse_port_supported, supervise, watch_supervisor
+from .addresses import format_url, reachable_urls
 
 __all__ = ["configure_logging", "listen_error", "run_server", "run_workers"]
 
@@ -36,12 +37,13 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger("trio_http")
     root.addHandler(errors)
     root.setLevel(level.upper())
-    # The access log is data, not diagnostics: plain lines on stdout, whatever --log-level says.
+    # The access log is data, not diagnostics: plain lines on stdout, at INFO whatever
+    # --log-level says, but for debug, which also shows the lines of quiet requests (/healthz).
     access = logging.getLogger("trio_http.access")
     access_handler = logging.StreamHandler(sys.stdout)
     access_handler.setFormatter(logging.Formatter("%(message)s"))
     access.addHandler(access_handler)
-    access.setLevel(logging.INFO)
+    access.setLevel(logging.DEBUG if level == "debug" else logging.INFO)
     access.propagate = False
 
 
@@ -68,11 +70,11 @@ class _Lifecycle(trio.TaskStatus[list[Address]]):
     def started(self, value: list[Address] | None = None) -> None:
         """Called by ``Server.run`` once it accepts connections."""
         self.listening = True
-        scheme = self.scheme
-        urls = ", ".join(
-            f"{scheme}://[{h}]:{p}" if ":" in h else f"{scheme}://{h}:{p}" for h, p in value or []
-        )
+        bound = value or []
+        urls = ", ".join(format_url(self.scheme, host, port) for host, port in bound)
         log.info("listening on %s, %s", urls, self.what)
+        if any(host in ("0.0.0.0", "::") for host, _ in bound):
+            log.info("reachable at %s", ", ".join(reachable_urls(self.scheme, bound)))
         if self.after is not None:
             self.after(self.nursery)
 

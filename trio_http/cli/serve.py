@@ -9,7 +9,9 @@ import trio
 
 from ..accesslog import LogFormat
 from ..builtin import build_app
+from ..cors import CorsPolicy, with_cors
 from ..files.uploads import remove_stale_uploads
+from ..request import Handler
 from ..server import Server
 from .options import (
     add_header_options,
@@ -60,6 +62,19 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     output = serve.add_argument_group("responses and logging")
     add_header_options(output)
     output.add_argument("--no-compression", action="store_true", help="never compress responses")
+    output.add_argument(
+        "--cors",
+        action="store_true",
+        help="let scripts on any origin read responses (Access-Control-Allow-Origin: *)",
+    )
+    output.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let scripts on ORIGIN (https://host[:port]) read responses, with credentials "
+        "(repeatable)",
+    )
     add_logging_options(output)
 
 
@@ -70,6 +85,7 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
             parser.exit(2, f"trio-http: error: --directory {directory}: not a directory\n")
         directory = args.directory = directory.resolve()
     load_tls(parser, args)
+    cors = _cors_policy(parser, args)
     configure_logging(args.log_level)
     if args.workers > 1:
         return run_workers(args, argv)
@@ -80,9 +96,10 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         allow_hidden=args.show_hidden,
         listings=not args.no_listing,
     )
+    handler: Handler = app if cors is None else with_cors(app, cors)
     access_format: LogFormat = args.access_log_format
     config = config_from_args(args, compression=not args.no_compression)
-    server = Server(app, config, access_log_format=access_format)
+    server = Server(handler, config, access_log_format=access_format)
     if directory is None:
         return run_server(server, args, "no --directory: /files routes are off")
     mode = "read-only" if args.read_only else "read-write"
@@ -95,6 +112,19 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
 
     what = f"serving {directory} at /files/ ({mode})"
     return run_server(server, args, what, after_listening=after_listening)
+
+
+def _cors_policy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CorsPolicy | None:
+    if args.cors and args.cors_origin:
+        parser.exit(2, "trio-http: error: use --cors (any origin) or --cors-origin, not both\n")
+    if args.cors:
+        return CorsPolicy()
+    if args.cors_origin:
+        try:
+            return CorsPolicy.for_origins(args.cors_origin)
+        except ValueError as exc:
+            parser.exit(2, f"trio-http: error: --cors-origin: {exc}\n")
+    return None
 
 
 async def _remove_stale_uploads(directory: Path) -> None:

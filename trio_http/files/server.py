@@ -104,7 +104,7 @@ class FileServer:
         self.max_ranges = max_ranges
 
     def install(self, app: App, prefix: str = "/files") -> None:
-        """Route ``GET``/``HEAD`` (and unless read-only ``POST``, ``PUT``, ``DELETE``).
+        """Route ``GET``/``HEAD`` (and unless read-only ``POST``, ``PUT``, ``DELETE``, ``MKCOL``).
 
         The prefix without its slash (``/files``) redirects to the root directory's URL
         (``/files/``), as every directory URL without a trailing slash does.
@@ -116,11 +116,12 @@ class FileServer:
         app.add_route(pattern, self.get, ["GET"])
         if self.read_only:
             # Registered, so the answer is 405 with Allow rather than 501 "unknown method".
-            app.add_route(pattern, _refuse_write, ["POST", "PUT", "DELETE"])
+            app.add_route(pattern, _refuse_write, ["POST", "PUT", "DELETE", "MKCOL"])
         else:
             app.add_route(pattern, self.post, ["POST"])
             app.add_route(pattern, self.put, ["PUT"])
             app.add_route(pattern, self.delete, ["DELETE"])
+            app.add_route(pattern, self.mkcol, ["MKCOL"])
 
     # ------------------------------------------------------------------ reading
 
@@ -321,6 +322,34 @@ class FileServer:
             raise http_error_for(exc) from None
         return Response(status=204)
 
+    async def mkcol(self, request: Request) -> Response:
+        """Create a directory, as WebDAV's ``MKCOL`` (RFC 4918 §9.3), so ``curl -X MKCOL`` works.
+
+        ``201`` when created; ``405`` when anything already has that name; ``409`` when the
+        parent does not exist (MKCOL makes one level, unlike ``PUT``); ``415`` with a body,
+        which RFC 4918 leaves undefined and we do not support.
+        """
+        url_path = request.path_params["path"].rstrip("/")
+        if not url_path:
+            raise HTTPError(405, "the root directory exists", headers={"allow": _DIRECTORY_ALLOW})
+        if request.headers.get("content-length") not in (None, "0") or request.headers.get(
+            "transfer-encoding"
+        ):
+            raise HTTPError(415, "MKCOL takes no request body", close=True)
+        target = resolve_path(self.policy, url_path)
+        try:
+            os.mkdir(target)
+        except FileExistsError:
+            raise HTTPError(405, "that name exists", headers={"allow": _DIRECTORY_ALLOW}) from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise HTTPError(409, "the parent directory does not exist") from None
+        except OSError as exc:
+            raise http_error_for(exc, writing=True) from None
+        # A symlink created meanwhile cannot have redirected mkdir outside the root: mkdir
+        # does not follow a final symlink, and the parent is checked again here.
+        resolve_path(self.policy, url_path)
+        return Response(status=201, headers={"location": request.path.rstrip("/") + "/"})
+
     @staticmethod
     def _stat(path: Path, *, writing: bool) -> os.stat_result | None:
         """``stat`` *path*; ``None`` if nothing has that name (or a parent is a file)."""
@@ -368,5 +397,9 @@ async def _redirect_to_directory(request: Request) -> Response:
     return Response(status=301, headers={"location": location})
 
 
+#: What a directory (or the read-only server) answers to in the Allow field of a 405.
+_DIRECTORY_ALLOW = "GET, HEAD"
+
+
 async def _refuse_write(request: Request) -> Response:
-    raise HTTPError(405, "the server is read-only", headers={"allow": "GET, HEAD"})
+    raise HTTPError(405, "the server is read-only", headers={"allow": _DIRECTORY_ALLOW})

@@ -8,7 +8,11 @@ own ``408`` and ``503``: :meth:`ResponseFinalizer.finalize` gives each the same 
 2. ``Content-Length`` from the body itself (never from the handler);
 3. ``Date``, ``Server``, and ``Connection: close`` or ``Keep-Alive``.
 
-A new header policy (HSTS, CORS, custom headers) belongs here.
+4. the configured extra fields (``ServerConfig.extra_headers``: HSTS, CSP), unless the
+   response sets them itself.
+
+A new header policy belongs here.  (CORS is answered in the route layer, :mod:`trio_http.cors`,
+because a preflight must be answered before routing.)
 """
 
 from __future__ import annotations
@@ -60,7 +64,14 @@ class ResponseFinalizer:
     copy of the fixed fields.
     """
 
-    __slots__ = ("_constant_fields", "_date_header", "_keep_alive_field", "_policy")
+    __slots__ = (
+        "_constant_fields",
+        "_date_header",
+        "_extra_fields",
+        "_extra_names",
+        "_keep_alive_field",
+        "_policy",
+    )
 
     def __init__(self, config: ServerConfig) -> None:
         self._policy = config.compression
@@ -68,6 +79,11 @@ class ResponseFinalizer:
         self._constant_fields: tuple[tuple[bytes, bytes], ...] = (
             ((b"server", config.server_header.encode("latin-1")),) if config.server_header else ()
         )
+        self._extra_fields = tuple(
+            (name.lower().encode("ascii"), value.encode("latin-1"))
+            for name, value in config.extra_headers
+        )
+        self._extra_names = frozenset(name for name, _ in self._extra_fields)
         # Keep-Alive takes whole seconds: rounded down (the client closes a little early, which
         # is safe), and left out below one second rather than advertise "timeout=0".
         timeout = config.keep_alive_timeout
@@ -96,6 +112,8 @@ class ResponseFinalizer:
         if self._date_header:
             raw.append((b"date", _date_cache.get()))
         raw.extend(self._constant_fields)
+        if self._extra_fields:
+            self._add_extra_fields(raw)
         return h11.InformationalResponse(status_code=101, headers=raw, reason=reason_phrase(101))
 
     def _head(self, response: BaseResponse, *, last: bool, keep_alive: bool) -> h11.Response:
@@ -123,12 +141,19 @@ class ResponseFinalizer:
             raw.append((b"date", _date_cache.get()))
         if not own_server:
             raw.extend(self._constant_fields)
+        if self._extra_fields:
+            self._add_extra_fields(raw)
         if last:
             raw.append((b"connection", b"close"))
         elif self._keep_alive_field is not None and keep_alive:
             raw.append(self._keep_alive_field)
         status = response.status
         return _response_heads.get(status, reason_phrase(status), raw)
+
+    def _add_extra_fields(self, raw: list[tuple[bytes, bytes]]) -> None:
+        """The configured fields (``--header``) the response does not set itself."""
+        present = self._extra_names.intersection(name for name, _ in raw)
+        raw.extend(field for field in self._extra_fields if field[0] not in present)
 
 
 @functools.lru_cache(maxsize=16)

@@ -1,0 +1,143 @@
+"""``trio-http serve``'s file-server options, black-box: the real CLI, raw bytes and curl."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from blackbox import HOST, request, running_server, start_process
+
+from trio_http.cli.addresses import reachable_urls
+
+REACHABLE = re.compile(r"reachable at http://127\.0\.0\.1:(?P<port>\d+)")
+
+
+def curl(*args: str) -> subprocess.CompletedProcess[bytes]:
+    curl_path = shutil.which("curl")
+    assert curl_path, "curl is assumed on every machine (see DEVELOPERS.md)"
+    return subprocess.run(
+        [curl_path, "--silent", "--show-error", "--max-time", "10", *args],
+        capture_output=True,
+        timeout=20,
+        check=False,
+    )
+
+
+def test_mkcol_with_curl(tmp_path: Path) -> None:
+    with running_server("--directory", str(tmp_path), "--no-access-log") as server:
+        base = f"http://{HOST}:{server.port}/files"
+        made = curl("-X", "MKCOL", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/new/")
+        again = curl("-X", "MKCOL", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/new/")
+        orphan = curl("-X", "MKCOL", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/a/b/")
+    assert (made.stdout, again.stdout, orphan.stdout) == (b"201", b"405", b"409")
+    assert (tmp_path / "new").is_dir() and not (tmp_path / "a").exists()
+
+
+def test_mkcol_refused_when_read_only(tmp_path: Path) -> None:
+    with running_server("--directory", str(tmp_path), "--read-only") as server:
+        response = request(server.port, "MKCOL", "/files/new/")
+    assert response.status == 405
+    assert not (tmp_path / "new").exists()
+
+
+def test_extra_headers_on_every_response(tmp_path: Path) -> None:
+    hsts = "Strict-Transport-Security: max-age=63072000"
+    csp = "Content-Security-Policy: default-src 'self'"
+    with running_server("--directory", str(tmp_path), "--header", hsts, "--header", csp) as server:
+        responses = [
+            request(server.port, "GET", "/"),
+            request(server.port, "GET", "/files/missing"),
+            request(server.port, "GET", "/files/"),
+        ]
+    for response in responses:
+        assert response.header("strict-transport-security") == "max-age=63072000"
+        assert response.header("content-security-policy") == "default-src 'self'"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("no colon here", "not a header field"),
+        ("Content-Length: 3", "Content-Length is set by the server itself"),
+        ("Bad Name: x", "not a header field"),
+    ],
+)
+def test_bad_header_option(value: str, message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_http", "serve", "--header", value],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr
+
+
+def test_cors_options(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_bytes(b"abc")
+    with running_server("--directory", str(tmp_path), "--cors") as server:
+        preflight = request(
+            server.port,
+            "OPTIONS",
+            "/files/a.txt",
+            [("Origin", "https://x.example"), ("Access-Control-Request-Method", "PUT")],
+        )
+        get = request(server.port, "GET", "/files/a.txt", [("Origin", "https://x.example")])
+    assert preflight.status == 204
+    assert preflight.header("access-control-allow-origin") == "*"
+    assert get.header("access-control-allow-origin") == "*"
+    assert "ETag" in (get.header("access-control-expose-headers") or "")
+
+
+def test_cors_and_cors_origin_exclude_each_other() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "trio_http", "serve", "--cors", "--cors-origin", "https://a.b"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2 and "not both" in result.stderr
+
+
+def test_healthz_is_logged_only_at_debug(tmp_path: Path) -> None:
+    with running_server("--directory", str(tmp_path)) as server:
+        health = request(server.port, "GET", "/healthz")
+        assert request(server.port, "GET", "/").status == 200
+    assert health.status == 200
+    assert json.loads(health.body) == {"status": "ok"}
+    assert health.header("content-type") == "application/json"
+    lines = server.stdout_text().splitlines()
+    assert len(lines) == 1 and '"GET / HTTP/1.1"' in lines[0], lines
+    with running_server("--log-level", "debug") as server:
+        assert request(server.port, "GET", "/healthz").status == 200
+    assert "/healthz" in server.stdout_text()
+
+
+def test_wildcard_address_prints_reachable_urls() -> None:
+    server = start_process(
+        [sys.executable, "-m", "trio_http", "serve", "--host", "0.0.0.0", "--port", "0"]
+    )
+    try:
+        line = server._stderr.wait_for(REACHABLE, 30)
+        assert line is not None, server.stderr_text()
+        assert request(int(line["port"]), "GET", "/").status == 200
+    finally:
+        assert server.stop() == 0
+
+
+def test_reachable_urls_keeps_specific_addresses_and_expands_wildcards() -> None:
+    assert reachable_urls("https", [("127.0.0.1", 8443), ("::1", 8443)]) == [
+        "https://127.0.0.1:8443",
+        "https://[::1]:8443",
+    ]
+    urls = reachable_urls("http", [("0.0.0.0", 80)])
+    assert urls[0] == "http://127.0.0.1:80"  # loopback first
+    assert all(url.startswith("http://") and url.endswith(":80") for url in urls)
