@@ -49,6 +49,7 @@ HELLO = b'{"hello": "world"}\n'
 HELLO_SHA256 = "RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg="
 #: RFC 9530 Appendix B.2: sha-256 of the empty content.
 EMPTY_SHA256 = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+POLICY = CompressionPolicy()
 TEXT = b"".join(b"line %d of a compressible text file\n" % i for i in range(400))
 
 
@@ -332,7 +333,7 @@ def file_response(path: Path, status: int = 200, **kwargs: object) -> FileRespon
 
 
 async def test_bytes_body_gets_both_digests() -> None:
-    cache = DigestCache()
+    cache = DigestCache(POLICY)
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-512=1")
     fields = await digest_fields(request, Response(HELLO), cache, method="GET")
     assert fields[0] == (b"content-digest", f"sha-256=:{HELLO_SHA256}:".encode())
@@ -344,7 +345,7 @@ async def test_bytes_body_gets_both_digests() -> None:
 
 async def test_no_want_fields_no_digest() -> None:
     headers = Headers({"accept": "*/*"})
-    assert await digest_fields(headers, Response(HELLO), DigestCache(), method="GET") == []
+    assert await digest_fields(headers, Response(HELLO), DigestCache(POLICY), method="GET") == []
 
 
 async def test_head_content_digest_is_of_empty_content(text_file: Path) -> None:
@@ -352,7 +353,7 @@ async def test_head_content_digest_is_of_empty_content(text_file: Path) -> None:
     # Repr-Digest on the representation a GET would send.
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-256=1")
     response = file_response(text_file)
-    fields = await digest_fields(request, response, DigestCache(), method="HEAD")
+    fields = await digest_fields(request, response, DigestCache(POLICY), method="HEAD")
     await response.aclose()
     assert parse(fields) == {
         "content-digest": {"sha-256": sha256(b"")},
@@ -363,7 +364,10 @@ async def test_head_content_digest_is_of_empty_content(text_file: Path) -> None:
 @pytest.mark.parametrize("status", [204, 304])
 async def test_no_digest_without_content(status: int) -> None:
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-256=1")
-    assert await digest_fields(request, Response(status=status), DigestCache(), method="GET") == []
+    assert (
+        await digest_fields(request, Response(status=status), DigestCache(POLICY), method="GET")
+        == []
+    )
 
 
 async def test_streams_get_no_digest() -> None:
@@ -372,23 +376,23 @@ async def test_streams_get_no_digest() -> None:
 
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-256=1")
     response = StreamingResponse(produce())
-    assert await digest_fields(request, response, DigestCache(), method="GET") == []
+    assert await digest_fields(request, response, DigestCache(POLICY), method="GET") == []
 
 
 async def test_a_digest_the_response_has_is_kept() -> None:
     response = Response(HELLO, headers={"content-digest": "sha-256=:AAAA:"})
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-256=1")
-    fields = await digest_fields(request, response, DigestCache(), method="GET")
+    fields = await digest_fields(request, response, DigestCache(POLICY), method="GET")
     assert [name for name, _ in fields] == [b"repr-digest"]
 
 
 async def test_malformed_want_is_400_on_get_and_ignored_after_a_write() -> None:
     request = want(want_repr_digest="sha-256=11")
     with pytest.raises(HTTPError) as info:
-        await digest_fields(request, Response(HELLO), DigestCache(), method="GET")
+        await digest_fields(request, Response(HELLO), DigestCache(POLICY), method="GET")
     assert info.value.status == 400
     assert "Want-Repr-Digest" in (info.value.detail or "")
-    assert await digest_fields(request, Response(HELLO), DigestCache(), method="PUT") == []
+    assert await digest_fields(request, Response(HELLO), DigestCache(POLICY), method="PUT") == []
 
 
 async def test_file_200_digest_is_cached_per_etag(
@@ -403,7 +407,7 @@ async def test_file_200_digest_is_cached_per_etag(
         return await original(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(files_digest, "_hash_parts", counting)
-    cache = DigestCache()
+    cache = DigestCache(POLICY)
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-256=1")
     for _ in range(3):
         response = file_response(text_file)
@@ -431,7 +435,7 @@ async def test_concurrent_requests_hash_once(
         return await original(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(files_digest, "_hash_parts", slow)
-    cache = DigestCache()
+    cache = DigestCache(POLICY)
     results: list[list[tuple[bytes, bytes]]] = []
 
     async def one() -> None:
@@ -450,7 +454,7 @@ async def test_concurrent_requests_hash_once(
 
 
 def test_cache_is_bounded_lru() -> None:
-    cache = DigestCache(max_entries=2)
+    cache = DigestCache(POLICY, max_entries=2)
     keys = [(f'"{i}"', "identity", "sha-256", (0, i)) for i in range(3)]
     cache.put(keys[0], b"0")
     cache.put(keys[1], b"1")
@@ -462,7 +466,7 @@ def test_cache_is_bounded_lru() -> None:
 
 
 async def test_weak_etag_is_not_cached(text_file: Path) -> None:
-    cache = DigestCache()
+    cache = DigestCache(POLICY)
     response = FileResponse(io.FileIO(text_file, "r"), headers={"etag": 'W/"v1"'})
     fields = await digest_fields(want(want_repr_digest="sha-256=1"), response, cache, method="GET")
     await response.aclose()
@@ -479,7 +483,7 @@ async def test_single_range(text_file: Path) -> None:
         representation=Representation("text/plain", size),
     )
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-512=1")
-    fields = await digest_fields(request, response, DigestCache(), method="GET")
+    fields = await digest_fields(request, response, DigestCache(POLICY), method="GET")
     sent = await body_of(response)
     assert sent == TEXT[100:150]
     assert parse(fields) == {
@@ -500,7 +504,7 @@ async def test_multipart_ranges_include_part_heads(text_file: Path) -> None:
         text_file, 206, parts=parts, representation=Representation("text/plain", len(TEXT))
     )
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-256=1")
-    fields = await digest_fields(request, response, DigestCache(), method="GET")
+    fields = await digest_fields(request, response, DigestCache(POLICY), method="GET")
     sent = await body_of(response)
     assert parse(fields) == {
         "content-digest": {"sha-256": sha256(sent)},
@@ -511,7 +515,7 @@ async def test_multipart_ranges_include_part_heads(text_file: Path) -> None:
 async def test_partial_response_of_unknown_representation_has_no_repr_digest() -> None:
     response = Response(b"part", 206, {"content-range": "bytes 0-3/100"})
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-256=1")
-    fields = await digest_fields(request, response, DigestCache(), method="GET")
+    fields = await digest_fields(request, response, DigestCache(POLICY), method="GET")
     assert parse(fields) == {"content-digest": {"sha-256": sha256(b"part")}}
 
 
@@ -520,7 +524,7 @@ async def test_compressed_file_variant(text_file: Path, coding: str) -> None:
     policy = CompressionPolicy()
     if coding not in policy.codings:
         pytest.fail(f"{coding} is not installed")  # the test extra installs every coding
-    cache = DigestCache(compression=policy)
+    cache = DigestCache(policy)
     request = want(want_content_digest="sha-256=1", want_repr_digest="sha-512=1")
     for _ in range(2):  # computed, then from the cache under the variant's ETag
         response = await negotiate_and_encode(file_response(text_file), coding, policy)
@@ -537,11 +541,21 @@ async def test_compressed_file_variant(text_file: Path, coding: str) -> None:
     assert len(cache) == 2
 
 
+async def test_compressed_variant_follows_the_policy_level(text_file: Path) -> None:
+    policy = CompressionPolicy(level=1)
+    response = await negotiate_and_encode(file_response(text_file), "gzip", policy)
+    request = want(want_content_digest="sha-256=1")
+    fields = await digest_fields(request, response, DigestCache(policy), method="GET")
+    sent = await body_of(response)
+    assert sent != gzip.compress(TEXT, 6, mtime=0)  # level 1 differs from the default
+    assert parse(fields) == {"content-digest": {"sha-256": sha256(sent)}}
+
+
 async def test_compressed_bytes_body(text_file: Path) -> None:
     policy = CompressionPolicy()
     response = await negotiate_and_encode(Response(TEXT, content_type="text/plain"), "gzip", policy)
     request = want(want_content_digest="sha-256=1")
-    fields = await digest_fields(request, response, DigestCache(), method="GET")
+    fields = await digest_fields(request, response, DigestCache(POLICY), method="GET")
     sent = await body_of(response)
     assert gzip.decompress(sent) == TEXT
     assert parse(fields) == {"content-digest": {"sha-256": sha256(sent)}}
@@ -550,7 +564,7 @@ async def test_compressed_bytes_body(text_file: Path) -> None:
 async def test_a_file_that_shrinks_gets_no_digest(text_file: Path) -> None:
     response = file_response(text_file)  # parts measured now
     text_file.write_bytes(b"short")
-    cache = DigestCache()
+    cache = DigestCache(POLICY)
     fields = await digest_fields(want(want_repr_digest="sha-256=1"), response, cache, method="GET")
     await response.aclose()
     assert fields == []

@@ -103,15 +103,14 @@ class DigestCache:
     """Digests of whole files and single ranges, by strong ``ETag``: a bounded LRU.
 
     One per :class:`~trio_http.http11.finalizer.ResponseFinalizer`; *compression* must be the
-    policy that finalizer compresses with (compressed variants are recomputed with it).
+    policy that finalizer compresses with: compressed variants are recomputed with it, and
+    another level would give other bytes.
     Concurrent requests for the same uncached digest wait for one computation.
     """
 
-    def __init__(
-        self, max_entries: int = 256, compression: CompressionPolicy | None = None
-    ) -> None:
+    def __init__(self, compression: CompressionPolicy, max_entries: int = 256) -> None:
+        self.compression = compression
         self.max_entries = max_entries
-        self.compression = compression if compression is not None else CompressionPolicy()
         self._entries: OrderedDict[CacheKey, bytes] = OrderedDict()
         self._pending: dict[CacheKey, trio.Event] = {}
 
