@@ -1,0 +1,446 @@
+"""Resumable uploads: a tus 1.0.0 server (https://tus.io/protocols/resumable-upload).
+
+:class:`TusServer` serves the creation URL ``{prefix}/`` (``OPTIONS``, ``POST``) and one URL
+per upload, ``{prefix}/{id}`` (``HEAD``, ``PATCH``, ``DELETE``, ``OPTIONS``), with the
+extensions creation, creation-with-upload, termination, expiration and checksum (sha1,
+sha256).  The ``filename`` metadata of a new upload names its target, a path under the served
+directory checked like a ``PUT``'s; once the last byte is in, the file is renamed into place.
+
+State is only on disk (:mod:`.tus_store`): every PATCH is ``fsync``-ed before it answers with
+the new offset, the bytes of an interrupted PATCH are kept (and synced), and a server restarted,
+even after ``SIGKILL``, resumes where the data file ends.
+
+One request writes an upload at a time.  A request for an upload that another request of this
+process is writing *takes over*: the older one stops reading, keeps (and syncs) what it
+received, and answers ``409``; the newer one then proceeds, and its ``Upload-Offset`` is
+checked against the offset as it now is.  This is what unsticks a client whose old connection
+died silently (a phone changing cells) without waiting for the body timeout.  A writer in
+another process (``--workers``) cannot be interrupted: the answer is ``423 Locked``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from ..errors import HTTPError
+from ..protocol.httpdate import format_http_date
+from ..protocol.tus import (
+    CHECKSUM_ALGORITHMS,
+    CHECKSUM_MISMATCH,
+    EXTENSIONS,
+    TUS_VERSION,
+    check_content_length,
+    check_tus_resumable,
+    is_offset_stream,
+    is_upload_id,
+    new_offset_error,
+    parse_checksum,
+    parse_metadata,
+    parse_size,
+)
+from ..request import Handler, Request
+from ..response import BaseResponse, Response
+from ..routing import App
+from .paths import PathPolicy, http_error_for, resolve_path
+from .tus_store import COPY_CHUNK, Busy, Staging, UploadInfo, WriteState, storage_error
+from .uploads import TEMP_PREFIX, WRITE_BUFFER_SIZE, write_atomically
+
+__all__ = ["Authorize", "TusServer"]
+
+log = logging.getLogger("trio_http.error")
+
+#: ``authorize(request, target)``: raise ``HTTPError`` (401, 403) if the client may not write
+#: *target*, the upload's path relative to the served directory (as the file server's
+#: ``{path}`` parameter would hold it).
+Authorize = Callable[[Request, str], Awaitable[None]]
+#: How long a request waits for the request it takes over to save its bytes and let go.
+TAKEOVER_WAIT = 10.0
+_OVERRIDABLE = frozenset({"PATCH", "DELETE", "HEAD", "OPTIONS"})
+
+
+async def _allow(request: Request, target: str) -> None:
+    return None
+
+
+class _Holder:
+    """The request writing an upload in this process, and how to make it let go."""
+
+    __slots__ = ("released", "scope")
+
+    def __init__(self) -> None:
+        self.scope = trio.CancelScope()
+        self.released = trio.Event()
+
+
+class TusServer:
+    """Resumable uploads into *root* (see the module docstring).
+
+    *max_size* caps ``Upload-Length`` (``413``); *expiry* is how long an upload may go
+    unwritten before it is removed; *max_uploads* caps the unfinished uploads (``503``);
+    *authorize* is asked before an upload is created, written, read or removed.  *now* is
+    the wall clock, which expiry times are on (they outlive the process).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        policy: PathPolicy,
+        *,
+        max_size: int,
+        expiry: float = 24 * 3600,
+        max_uploads: int = 100,
+        authorize: Authorize | None = None,
+        prefix: str = "/uploads",
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.staging = Staging(root)
+        self.policy = policy
+        self.max_size = max_size
+        self.expiry = expiry
+        self.max_uploads = max_uploads
+        self.authorize = authorize or _allow
+        self.prefix = prefix.rstrip("/")
+        self.now = now
+        #: Sweeps for expired uploads this often (the first at start).
+        self.sweep_interval = max(1.0, min(expiry / 2, 3600.0))
+        self._holders: dict[str, _Holder] = {}
+        self._creating = trio.Lock()
+
+    def install(self, app: App) -> None:
+        """Route ``OPTIONS``/``POST {prefix}/`` (and without the slash) and the upload URLs."""
+        collection = _tus(self._collection)
+        app.add_route(self.prefix + "/", collection, ["OPTIONS", "POST"])
+        if self.prefix:
+            app.add_route(self.prefix, collection, ["OPTIONS", "POST"])
+        # GET stands for HEAD in the route table; a real GET is refused in _upload.
+        methods = ["OPTIONS", "GET", "PATCH", "DELETE", "POST"]
+        app.add_route(self.prefix + "/{upload_id}", _tus(self._upload), methods)
+
+    # ------------------------------------------------------------------ expiry
+
+    async def expire_periodically(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Remove expired uploads now (then report started) and every ``sweep_interval``."""
+        await self.sweep()
+        task_status.started()
+        while True:
+            await trio.sleep(self.sweep_interval)
+            await self.sweep()
+
+    async def sweep(self) -> int:
+        """Remove expired uploads and orphaned staging files once; return how many uploads.
+
+        A failing file system is logged, not raised: the next sweep tries again.
+        """
+        try:
+            removed = await trio.to_thread.run_sync(
+                self.staging.sweep, self.now(), self.expiry, abandon_on_cancel=True
+            )
+        except OSError as exc:
+            log.warning("tus: could not sweep %s: %s", self.staging.dir, exc)
+            return 0
+        if removed:
+            log.info("tus: removed %d expired upload(s) from %s", removed, self.staging.dir)
+        return removed
+
+    # ------------------------------------------------------------------ routes
+
+    async def _collection(self, request: Request) -> BaseResponse:
+        if request.method == "OPTIONS":
+            return self._options()
+        return await self._create(request)
+
+    async def _upload(self, request: Request) -> BaseResponse:
+        override = request.headers.get("x-http-method-override")
+        if override is not None and request.method == "POST":
+            # Core Protocol, X-HTTP-Method-Override: for clients that cannot send PATCH or
+            # DELETE.  The request then is that method, for authorize too.
+            request.method = override.strip().upper()
+            if request.method not in _OVERRIDABLE:
+                raise HTTPError(400, f"X-HTTP-Method-Override: {override} is not a tus method")
+        method = request.method
+        if method == "OPTIONS":
+            return self._options()
+        if method in ("GET", "POST"):
+            allow = "HEAD, PATCH, DELETE, OPTIONS"
+            raise HTTPError(405, f"{method} is not a tus request", headers={"allow": allow})
+        check_tus_resumable(request.headers.get("tus-resumable"))
+        upload_id = request.path_params["upload_id"]
+        if not is_upload_id(upload_id):
+            raise HTTPError(404, "no such upload")
+        info, offset, expires = await trio.to_thread.run_sync(self._look, upload_id)
+        await self.authorize(request, info.target)
+        if expires <= self.now():
+            await trio.to_thread.run_sync(self.staging.discard, upload_id)
+            raise HTTPError(410, "the upload expired: start a new one")
+        if method == "HEAD":
+            headers = {
+                "upload-offset": str(offset),
+                "upload-length": str(info.length),
+                "upload-expires": format_http_date(expires),
+            }
+            if info.metadata:
+                headers["upload-metadata"] = info.metadata
+            return Response(headers=headers)
+        if method == "DELETE":
+            async with self._locked(upload_id):
+                await trio.to_thread.run_sync(self.staging.remove, upload_id)
+            return Response(status=204)
+        return await self._patch(request, upload_id, info)
+
+    def _options(self) -> Response:
+        headers = {
+            "tus-version": TUS_VERSION,
+            "tus-extension": EXTENSIONS,
+            "tus-max-size": str(self.max_size),
+            "tus-checksum-algorithm": ",".join(CHECKSUM_ALGORITHMS),
+        }
+        return Response(status=204, headers=headers)
+
+    def _look(self, upload_id: str) -> tuple[UploadInfo, int, float]:
+        """The upload's info, offset and expiry time (in a worker thread); ``404`` if none."""
+        info = self.staging.load(upload_id)
+        offset = self.staging.size(upload_id) if info is not None else None
+        if info is None or offset is None:
+            raise HTTPError(404, "no such upload (finished, removed or never created)")
+        return info, offset, self.staging.expires(upload_id, info, self.expiry)
+
+    # ------------------------------------------------------------------ creation
+
+    async def _create(self, request: Request) -> BaseResponse:
+        headers = request.headers
+        check_tus_resumable(headers.get("tus-resumable"))
+        if headers.get("upload-defer-length") is not None:
+            # Not offered: the length is what Tus-Max-Size and the disk are checked against.
+            raise HTTPError(400, "Upload-Defer-Length is not supported: send Upload-Length")
+        if headers.get("upload-concat") is not None:
+            raise HTTPError(400, "the concatenation extension is not supported")
+        length = parse_size(headers.get("upload-length"), "Upload-Length")
+        if length > self.max_size:
+            raise HTTPError(413, f"Upload-Length is over this server's {self.max_size} bytes")
+        raw_metadata = headers.get("upload-metadata") or ""
+        filename = parse_metadata(raw_metadata).get("filename")
+        if filename is None:
+            raise HTTPError(400, "Upload-Metadata needs 'filename': the path to write")
+        try:
+            target = filename.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HTTPError(400, "the filename is not valid UTF-8") from None
+        self._target_path(target, creating=True)
+        await self.authorize(request, target)
+        declared = headers.get("content-length")
+        has_body = headers.get("transfer-encoding") is not None or declared not in (None, "0")
+        if has_body:
+            if not is_offset_stream(headers.get("content-type")):
+                raise HTTPError(415, "a body on POST needs application/offset+octet-stream")
+            check_content_length(declared, 0, length)
+        upload_id = secrets.token_hex(16)
+        created = self.now()
+        info = UploadInfo(length, raw_metadata, target, created, created + self.expiry)
+        async with self._creating:  # count and create as one step in this process
+            count = await trio.to_thread.run_sync(self.staging.count)
+            if count >= self.max_uploads:
+                # RFC 9110 §15.6.4: a temporary overload of the server as a whole (not one
+                # client's rate, 429); tus clients retry a 503 after a delay.
+                raise HTTPError(
+                    503,
+                    f"{count} unfinished uploads, the most this server keeps; retry later",
+                    headers={"retry-after": "60"},
+                )
+            try:
+                await trio.to_thread.run_sync(self.staging.create, upload_id, info)
+            except OSError as exc:
+                raise storage_error(exc) from None
+        offset = 0
+        try:
+            if has_body or length == 0:
+                offset = await self._write(request, upload_id, info, 0)
+        except BaseException:
+            # The client never learnt the upload's URL: nothing can resume it.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.staging.discard, upload_id)
+            raise
+        location = f"{self.prefix}/{upload_id}"
+        return Response(
+            status=201,
+            headers={
+                "location": location,
+                "upload-offset": str(offset),
+                "upload-expires": format_http_date(self.now() + self.expiry),
+            },
+        )
+
+    def _target_path(self, target: str, *, creating: bool) -> Path:
+        """The file *target* names, checked by the path policy (``HTTPError`` if refused)."""
+        if not target or target.endswith("/"):
+            raise HTTPError(400, "the filename must name a file, not a directory")
+        if any(part.startswith(TEMP_PREFIX) for part in target.split("/")):
+            raise HTTPError(403, "that name is reserved for uploads in progress")
+        path = resolve_path(self.policy, target)
+        if creating and path.is_dir():
+            raise HTTPError(400, "the filename names a directory")
+        return path
+
+    # ------------------------------------------------------------------ writing
+
+    async def _patch(self, request: Request, upload_id: str, info: UploadInfo) -> BaseResponse:
+        if not is_offset_stream(request.headers.get("content-type")):
+            raise HTTPError(415, "PATCH needs Content-Type: application/offset+octet-stream")
+        sent = parse_size(request.headers.get("upload-offset"), "Upload-Offset")
+        offset = await self._write(request, upload_id, info, sent)
+        headers = {
+            "upload-offset": str(offset),
+            "upload-expires": format_http_date(self.now() + self.expiry),
+        }
+        return Response(status=204, headers=headers)
+
+    async def _write(self, request: Request, upload_id: str, info: UploadInfo, sent: int) -> int:
+        """Append the body at *sent* (``409`` unless that is the offset), finish the upload if
+        that completes it, and return the new offset."""
+        checksum = request.headers.get("upload-checksum")
+        expected = parse_checksum(checksum) if checksum is not None else None
+        async with self._locked(upload_id) as (fd, holder):
+            current = os.fstat(fd).st_size
+            if sent != current:
+                raise new_offset_error(sent, current)
+            check_content_length(request.headers.get("content-length"), current, info.length)
+            state = WriteState(fd, current)
+            if expected is not None:
+                state.hasher = hashlib.new(expected[0])
+                await trio.to_thread.run_sync(self.staging.begin_verify, upload_id, current)
+            with holder.scope:
+                await self._receive(request, upload_id, state, info.length, expected)
+            if holder.scope.cancelled_caught:
+                raise HTTPError(409, "a newer request for this upload took over", close=True)
+            if state.offset == info.length:
+                await self._finish(upload_id, info, fd)
+            return state.offset
+
+    async def _receive(
+        self,
+        request: Request,
+        upload_id: str,
+        state: WriteState,
+        length: int,
+        expected: tuple[str, bytes] | None,
+    ) -> None:
+        """Stream the body into the data file; durable on return.
+
+        However it ends, what was received is kept and synced, except for a body with a
+        checksum, which is all verified or all cut back (``460`` on a mismatch), and a body
+        running past *length* (``400``), which is cut back too.
+        """
+        pending = bytearray()  # the worker thread consumes it as it writes
+        discard = False
+        try:
+            async for chunk in request.stream():
+                if state.offset + len(pending) + len(chunk) > length:
+                    discard = True
+                    raise HTTPError(400, f"the body goes past Upload-Length ({length})", close=True)
+                pending += chunk
+                if len(pending) >= WRITE_BUFFER_SIZE:
+                    await trio.to_thread.run_sync(Staging.write, state, pending)
+            await trio.to_thread.run_sync(Staging.flush, state, pending)
+            if expected is not None:
+                assert state.hasher is not None
+                if not hmac.compare_digest(state.hasher.digest(), expected[1]):
+                    discard = True
+                    raise HTTPError(CHECKSUM_MISMATCH, f"the body's {expected[0]} does not match")
+                await trio.to_thread.run_sync(self.staging.end_verify, upload_id)
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                try:
+                    if discard or expected is not None:
+                        await trio.to_thread.run_sync(self.staging.roll_back, upload_id, state)
+                    else:
+                        await trio.to_thread.run_sync(Staging.flush, state, pending)
+                except OSError as exc:
+                    log.warning("tus: could not save upload %s: %s", upload_id, exc)
+            raise
+
+    async def _finish(self, upload_id: str, info: UploadInfo, fd: int) -> None:
+        """Move the complete upload onto its target, creating missing folders like ``PUT``.
+
+        The upload stays (and an empty PATCH at its end retries) if the target is refused.
+        """
+        target = self._target_path(info.target, creating=False)
+        try:
+            await trio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
+        except (FileExistsError, NotADirectoryError):
+            raise HTTPError(409, "a parent of the target is a file") from None
+        except OSError as exc:
+            raise http_error_for(exc, writing=True) from None
+        target = self._target_path(info.target, creating=False)  # a symlink may have appeared
+        try:
+            if not await trio.to_thread.run_sync(self.staging.finish, upload_id, fd, target):
+                # Another file system: copied beside the target, then renamed over it.
+                await write_atomically(self._chunks(upload_id), target)
+                await trio.to_thread.run_sync(self.staging.remove, upload_id)
+        except OSError as exc:
+            raise http_error_for(exc, writing=True) from None
+
+    async def _chunks(self, upload_id: str) -> AsyncIterator[bytes]:
+        file = await trio.to_thread.run_sync(open, self.staging.data_path(upload_id), "rb", 0)
+        try:
+            while chunk := await trio.to_thread.run_sync(file.read, COPY_CHUNK):
+                yield chunk
+        finally:
+            file.close()
+
+    @asynccontextmanager
+    async def _locked(self, upload_id: str) -> AsyncIterator[tuple[int, _Holder]]:
+        """Hold the upload's lock (its data file, open); taking it over from a request of this
+        process, ``423`` if another process holds it, ``404`` if the upload is gone."""
+        old = self._holders.get(upload_id)
+        if old is not None:
+            old.scope.cancel()
+            with trio.move_on_after(TAKEOVER_WAIT):
+                await old.released.wait()
+            if upload_id in self._holders:
+                raise HTTPError(423, "another request is writing this upload", close=True)
+        holder = self._holders[upload_id] = _Holder()
+        try:
+            try:
+                fd = await trio.to_thread.run_sync(self.staging.lock, upload_id)
+            except Busy:
+                raise HTTPError(423, "another server process is writing this upload") from None
+            if fd is None:
+                raise HTTPError(404, "no such upload")
+            try:
+                yield fd, holder
+            finally:
+                os.close(fd)
+        finally:
+            del self._holders[upload_id]
+            holder.released.set()
+
+
+def _tus(handler: Handler) -> Handler:
+    """*handler* with ``Tus-Resumable`` (Core Protocol) and ``Cache-Control: no-store`` (HEAD
+    must not be cached; nothing here should be) on every response, errors included."""
+
+    async def handle(request: Request) -> BaseResponse:
+        try:
+            response = await handler(request)
+        except HTTPError as exc:
+            exc.headers.setdefault("tus-resumable", TUS_VERSION)
+            exc.headers.setdefault("cache-control", "no-store")
+            raise
+        except OSError as exc:
+            raise storage_error(exc) from None
+        response.headers.set("tus-resumable", TUS_VERSION)
+        response.headers.set("cache-control", "no-store")
+        return response
+
+    return handle

@@ -1,0 +1,160 @@
+"""The rules of tus 1.0.0 (resumable uploads) as plain values: parsing and checking headers.
+
+The protocol is https://tus.io/protocols/resumable-upload (version 1.0.0, 2016-03-25);
+section names below are that document's.  Everything here takes strings and numbers and
+either returns plain values or raises :class:`~trio_http.errors.HTTPError` with the status the
+protocol asks for; the trio side (``trio_http/files/tus.py``) does the I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+from ..errors import HTTPError
+
+__all__ = [
+    "CHECKSUM_ALGORITHMS",
+    "CHECKSUM_MISMATCH",
+    "EXTENSIONS",
+    "OFFSET_STREAM",
+    "TUS_VERSION",
+    "check_content_length",
+    "check_tus_resumable",
+    "is_offset_stream",
+    "is_upload_id",
+    "new_offset_error",
+    "parse_checksum",
+    "parse_metadata",
+    "parse_size",
+]
+
+#: The one version spoken ("Tus-Resumable", "Tus-Version").
+TUS_VERSION = "1.0.0"
+#: "Tus-Extension": what this server implements.  Not "creation-defer-length": an upload's
+#: length must be known when it is created, so that it can be checked against the limit.
+EXTENSIONS = "creation,creation-with-upload,termination,expiration,checksum"
+#: "Tus-Checksum-Algorithm" (Checksum extension: sha1 is required); name -> digest size.
+CHECKSUM_ALGORITHMS = {"sha1": 20, "sha256": 32}
+#: "460 Checksum Mismatch" (Checksum extension).
+CHECKSUM_MISMATCH = 460
+#: The content type of every PATCH (Core Protocol, PATCH) and of a creation-with-upload body.
+OFFSET_STREAM = "application/offset+octet-stream"
+
+#: Upload ids: 128 random bits as 32 lowercase hex digits; nothing else is ever looked up, so
+#: an id can never name a path (no dots, no slashes).
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+#: Upload-Offset and Upload-Length are non-negative integers (Core Protocol, Headers); 19
+#: digits keep them below 2**63, which every file system call accepts.
+_SIZE = re.compile(r"[0-9]{1,19}")
+#: Metadata keys: no spaces or commas, not empty (Creation, Upload-Metadata); as tokens.
+_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_MAX_METADATA_PAIRS = 64
+
+
+def is_upload_id(text: str) -> bool:
+    """Whether *text* has the form of an upload id this server hands out."""
+    return _UPLOAD_ID.fullmatch(text) is not None
+
+
+def check_tus_resumable(value: str | None) -> None:
+    """Raise ``412`` unless the request speaks tus 1.0.0.
+
+    Core Protocol, Tus-Resumable: every request but OPTIONS carries the header, and a version
+    the server does not support gets ``412 Precondition Failed`` with ``Tus-Version`` and is
+    not processed.  A missing header is answered the same way: such a request is no tus one.
+    """
+    if value is None or value.strip() != TUS_VERSION:
+        got = "no Tus-Resumable header" if value is None else f"Tus-Resumable: {value}"
+        raise HTTPError(
+            412,
+            f"this server speaks tus {TUS_VERSION} only ({got})",
+            headers={"tus-version": TUS_VERSION},
+        )
+
+
+def parse_size(value: str | None, name: str) -> int:
+    """The non-negative integer in header *name*; ``400`` if it is missing or malformed."""
+    if value is None:
+        raise HTTPError(400, f"{name} is required")
+    value = value.strip()
+    if _SIZE.fullmatch(value) is None:
+        raise HTTPError(400, f"{name} must be a non-negative integer")
+    return int(value)
+
+
+def parse_metadata(value: str | None) -> dict[str, bytes]:
+    """The pairs of ``Upload-Metadata`` (Creation extension), values base64-decoded.
+
+    ``key base64value`` pairs separated by commas; a value may be empty, and then the space
+    may be left out.  Keys are unique.  Anything else is ``400``.
+    """
+    if value is None or not value.strip():
+        return {}
+    pairs: dict[str, bytes] = {}
+    items = value.split(",")
+    if len(items) > _MAX_METADATA_PAIRS:
+        raise HTTPError(400, "Upload-Metadata has too many pairs")
+    for item in items:
+        key, _, encoded = item.strip().partition(" ")
+        if _KEY.fullmatch(key) is None:
+            raise HTTPError(400, "Upload-Metadata keys must be non-empty tokens")
+        if key in pairs:
+            raise HTTPError(400, f"Upload-Metadata has the key {key!r} twice")
+        try:
+            pairs[key] = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise HTTPError(400, f"Upload-Metadata value of {key!r} is not base64") from None
+    return pairs
+
+
+def parse_checksum(value: str) -> tuple[str, bytes]:
+    """``Upload-Checksum: <algorithm> <base64 digest>`` (Checksum extension) as a pair.
+
+    ``400`` for an algorithm this server does not support (the extension's rule 1) or a
+    malformed value.
+    """
+    algorithm, _, encoded = value.strip().partition(" ")
+    size = CHECKSUM_ALGORITHMS.get(algorithm)
+    if size is None:
+        supported = ",".join(CHECKSUM_ALGORITHMS)
+        raise HTTPError(400, f"unsupported checksum algorithm {algorithm!r} (use {supported})")
+    try:
+        digest = base64.b64decode(encoded.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPError(400, "the Upload-Checksum digest is not base64") from None
+    if len(digest) != size:
+        raise HTTPError(400, f"a {algorithm} digest has {size} bytes, not {len(digest)}")
+    return algorithm, digest
+
+
+def is_offset_stream(content_type: str | None) -> bool:
+    """Whether *content_type* is ``application/offset+octet-stream`` (parameters ignored)."""
+    if content_type is None:
+        return False
+    return content_type.partition(";")[0].strip().lower() == OFFSET_STREAM
+
+
+def new_offset_error(sent: int, current: int) -> HTTPError:
+    """``409``: the request's ``Upload-Offset`` is not the upload's (Core Protocol, PATCH)."""
+    return HTTPError(
+        409,
+        f"Upload-Offset is {sent} but the upload is at {current}: ask with HEAD and resume there",
+        headers={"upload-offset": str(current)},
+    )
+
+
+def check_content_length(declared: str | None, offset: int, length: int) -> None:
+    """``400`` if a declared body would run past the upload's length (nothing is written)."""
+    if declared is None:
+        return
+    try:
+        size = int(declared)
+    except ValueError:
+        return  # h11 has already refused a malformed Content-Length
+    if offset + size > length:
+        raise HTTPError(
+            400,
+            f"the body ({size} bytes at offset {offset}) goes past Upload-Length ({length})",
+        )
