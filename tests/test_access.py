@@ -20,7 +20,7 @@ import trio
 import trio.testing
 
 from trio_http.errors import HTTPError
-from trio_http.files import access
+from trio_http.files import access, passwords
 from trio_http.files.access import (
     AUTHENTICATE,
     AccessRules,
@@ -602,7 +602,7 @@ def test_hash_password_cli_on_a_terminal_asks_twice() -> None:
     assert output.count(b"Password") == 2
     assert b"secret" not in output  # not echoed
     hashed = output.split()[-1].decode()
-    assert access._ScryptHash.parse(hashed).matches(b"secret")
+    assert passwords.ScryptHash.parse(hashed).matches(b"secret")
 
 
 def test_hash_password_cli_on_a_terminal_refuses_two_different_entries() -> None:

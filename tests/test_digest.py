@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from trio_http import digests as files_digest
 from trio_http.builtin import build_app
 from trio_http.compression import CompressionPolicy, negotiate_and_encode
+from trio_http.digests import DigestCache, DigestMismatch, digest_fields, expected_digests
 from trio_http.errors import HTTPError
-from trio_http.files import digest as files_digest
-from trio_http.files.digest import DigestCache, DigestMismatch, digest_fields, expected_digests
 from trio_http.files.uploads import TEMP_PREFIX, write_atomically
 from trio_http.headers import Headers
 from trio_http.protocol.digest import (

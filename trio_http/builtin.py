@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import HTTPError
 from .files import FileServer
+from .files.access import AccessRules
 from .request import Request
 from .response import Response
 from .routing import App
@@ -59,6 +60,7 @@ def build_app(
     follow_symlinks: bool = False,
     allow_hidden: bool = False,
     listings: bool = True,
+    access: AccessRules | None = None,
 ) -> App:
     """The app ``trio-http serve`` runs; without *directory* there are no ``/files`` routes."""
     app = App()
@@ -73,5 +75,6 @@ def build_app(
             follow_symlinks=follow_symlinks,
             allow_hidden=allow_hidden,
             listings=listings,
+            access=access,
         ).install(app)
     return app

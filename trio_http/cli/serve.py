@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import logging
 from pathlib import Path
 
 import trio
@@ -10,6 +12,7 @@ import trio
 from ..accesslog import LogFormat
 from ..builtin import build_app
 from ..cors import CorsPolicy, with_cors
+from ..files.access import AccessRules
 from ..files.uploads import remove_stale_uploads
 from ..request import Handler
 from ..server import Server
@@ -25,6 +28,8 @@ from .options import (
 from .process import configure_logging, run_server, run_workers
 
 __all__ = ["add_parser", "main"]
+
+log = logging.getLogger("trio_http")
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,6 +58,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--show-hidden", action="store_true", help="serve and list names starting with '.'"
     )
     files.add_argument("--no-listing", action="store_true", help="no directory listings (403)")
+    files.add_argument(
+        "--auth",
+        action="append",
+        default=[],
+        metavar="RULE",
+        help="access rule USER:PASSWORD@PATH[:rw][,PATH[:rw]...] or @PATH[:rw] for anyone "
+        "(repeatable; without rules everyone may read and write)",
+    )
+    files.add_argument(
+        "--auth-file",
+        type=Path,
+        metavar="FILE",
+        help="access rules, one per line (keeps passwords out of ps)",
+    )
     add_max_body_size(files)
 
     add_limit_options(
@@ -86,7 +105,14 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         directory = args.directory = directory.resolve()
     load_tls(parser, args)
     cors = _cors_policy(parser, args)
+    access = _access_rules(parser, args)
     configure_logging(args.log_level)
+    if access.enabled and args.ssl_context is None and not _is_loopback(args.host):
+        log.warning(
+            "--auth without TLS on %s: passwords cross the network in clear text "
+            "(use --certfile/--keyfile, or a TLS proxy in front)",
+            args.host,
+        )
     if args.workers > 1:
         return run_workers(args, argv)
     app = build_app(
@@ -95,6 +121,7 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         follow_symlinks=args.follow_symlinks,
         allow_hidden=args.show_hidden,
         listings=not args.no_listing,
+        access=access,
     )
     handler: Handler = app if cors is None else with_cors(app, cors)
     access_format: LogFormat = args.access_log_format
@@ -112,6 +139,24 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
 
     what = f"serving {directory} at /files/ ({mode})"
     return run_server(server, args, what, after_listening=after_listening)
+
+
+def _access_rules(parser: argparse.ArgumentParser, args: argparse.Namespace) -> AccessRules:
+    try:
+        if args.auth_file is not None:
+            return AccessRules.load(args.auth_file, extra=args.auth)
+        return AccessRules.parse(args.auth)
+    except OSError as exc:
+        parser.exit(2, f"trio-http: error: --auth-file: {exc}\n")
+    except ValueError as exc:
+        parser.exit(2, f"trio-http: error: {exc}\n")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _cors_policy(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CorsPolicy | None:

@@ -5,22 +5,11 @@ Rules use the syntax dufs users know::
     USER:PASSWORD@PATH[:rw][,PATH[:rw]...]     a user's paths
     @PATH[:rw][,PATH[:rw]...]                  everyone's (anonymous) paths
 
-How a rule is split, so that any password works:
+The paths are everything after the **last** ``@`` (percent-encoded); before it,
+``USER:PASSWORD`` split at the **first** ``:``, so any password works.  A password starting
+with ``$scrypt$`` is a hash (:mod:`.passwords`).  docs/file-server.md has the details.
 
-- the paths are everything after the **last** ``@``, separated by ``,``; each starts with
-  ``/`` and is a URL path under the served directory, percent-decoded like one (``%40`` for an
-  ``@``, ``%2C`` for a ``,``, ``%3A`` for a ``:``, ``%25`` for a ``%``).  A path may end in
-  ``:rw``; any other ``:`` in it is an error, so a typo like ``:wr`` is not taken for a name;
-- before that ``@``: empty for anonymous, otherwise ``USER:PASSWORD`` split at the **first**
-  ``:`` (a user name cannot contain ``:``, RFC 7617 §2), so the password may contain ``:``,
-  ``@``, ``$``, ``,`` -- anything;
-- the whole rule is stripped of surrounding white space;
-- a password starting with ``$scrypt$`` is a hash made by :func:`hash_password`
-  (``$scrypt$n=16384,r=8,p=1$<salt>$<hash>``, base64 without padding), otherwise it is the
-  password itself.
-
-Reading is ``GET``/``HEAD``, listings, archives and search; ``:rw`` adds writing (``PUT``,
-``POST``, ``DELETE``, ``MKCOL``, tus uploads).
+Reading is ``GET``/``HEAD``, listings, archives, search; ``:rw`` adds writing.
 
 How a permission is decided (:meth:`AccessRules.permission`):
 
@@ -30,29 +19,16 @@ How a permission is decided (:meth:`AccessRules.permission`):
   everything, but ``/archive`` read-only.
 - A logged-in user gets the **greater** of their own decision and the anonymous one: logging
   in never gives less than visiting anonymously.
-- Rules only grant, so whatever is below a readable directory is readable too (an archive or
-  a search of a directory the visitor may read needs no per-entry filter to be correct; the
-  :meth:`Visitor.can_read` filter is cheap and keeps it so if rules ever deny).
-- No rules at all (:meth:`AccessRules.none`, or an empty list) means everyone reads and
+- Rules only grant.  No rules at all (:meth:`AccessRules.none`) means everyone reads and
   writes, as without ``--auth``; ``bool(rules)`` is ``False`` then.
 
-Request paths are normalised by :func:`normalize_path`; ``.`` and ``..`` segments are refused,
-never resolved, so ``/public/../secret`` cannot borrow ``/public``'s rule.
-
-Checking a request (:meth:`AccessRules.check`): ``401`` with ``WWW-Authenticate`` when the
-credentials are wrong or malformed, or when there are none and anonymous access is not enough
-but some user's would be; ``403`` when the credentials are right but not enough (or nobody
-could do it).  Passwords are compared with :func:`hmac.compare_digest`; scrypt runs in a
-worker thread (two at a time: each takes 16 MiB), and a successful login is remembered in a
-small cache keyed by an HMAC-SHA-256 of the credentials (under a random per-process key), so
-a browser's every request does not cost an scrypt.  A failed login is logged on
-``trio_http.error`` with the user name and client address, never the password.
+Passwords are compared in constant time; scrypt runs in a worker thread, and a successful
+login is remembered (keyed by an HMAC of the credentials).  A failed login is logged with the
+user name and address, never the password.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import functools
 import hashlib
@@ -70,6 +46,7 @@ from urllib.parse import unquote
 import trio
 
 from ..errors import HTTPError
+from .passwords import SCRYPT_PREFIX, ScryptHash, hash_password, parse_basic
 
 __all__ = [
     "AUTHENTICATE",
@@ -86,13 +63,6 @@ _T = TypeVar("_T")
 #: The challenge sent with every 401 (RFC 7617 §2, §2.1 for the charset parameter).
 AUTHENTICATE = 'Basic realm="trio-http", charset="UTF-8"'
 
-SCRYPT_PREFIX = "$scrypt$"
-#: scrypt cost for new hashes: 16 MiB and about 50 ms per check (RFC 7914 §2's interactive
-#: recommendation is N=2**14, r=8, p=1).
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
-#: The most a hash in a rule may ask for, so a rule cannot make every login take gigabytes.
-_MAX_N, _MAX_R, _MAX_P = 2**20, 32, 16
-_SALT_SIZE, _KEY_SIZE = 16, 32
 #: Successful logins remembered; each entry is 32 bytes of key and the user name.
 CACHE_SIZE = 256
 #: scrypt checks at once (the machine's cores, and 16 MiB each).
@@ -142,94 +112,9 @@ def _decide(grants: dict[str, Permission], path: str) -> Permission:
     return Permission.NONE
 
 
-# ---------------------------------------------------------------------------- passwords
-
-
-@dataclass(frozen=True)
-class _ScryptHash:
-    n: int
-    r: int
-    p: int
-    salt: bytes
-    key: bytes
-
-    @classmethod
-    def parse(cls, text: str) -> _ScryptHash:
-        """Raises :class:`ValueError` unless *text* is ``$scrypt$n=..,r=..,p=..$salt$hash``."""
-        parts = text[len(SCRYPT_PREFIX) :].split("$")
-        if len(parts) != 3:
-            raise ValueError("an scrypt hash is $scrypt$n=N,r=R,p=P$SALT$HASH")
-        params, salt_text, key_text = parts
-        try:
-            values = dict(item.split("=", 1) for item in params.split(","))
-            n, r, p = int(values.pop("n")), int(values.pop("r")), int(values.pop("p"))
-        except (ValueError, KeyError):
-            raise ValueError("an scrypt hash's parameters are n=N,r=R,p=P") from None
-        if values:
-            raise ValueError(f"unknown scrypt parameter {next(iter(values))!r}")
-        if not (1 < n <= _MAX_N and n & (n - 1) == 0 and 0 < r <= _MAX_R and 0 < p <= _MAX_P):
-            raise ValueError(
-                f"scrypt parameters out of range (n a power of 2 up to {_MAX_N}, "
-                f"r up to {_MAX_R}, p up to {_MAX_P})"
-            )
-        salt, key = _b64decode(salt_text), _b64decode(key_text)
-        if not salt or len(key) < 16:
-            raise ValueError("an scrypt hash needs a salt and at least 16 bytes of hash")
-        return cls(n, r, p, salt, key)
-
-    def derive(self, password: bytes, salt: bytes | None = None) -> bytes:
-        """scrypt of *password* with these parameters (blocking: tens of milliseconds)."""
-        return hashlib.scrypt(
-            password,
-            salt=self.salt if salt is None else salt,
-            n=self.n,
-            r=self.r,
-            p=self.p,
-            maxmem=_scrypt_memory(self.n, self.r, self.p),
-            dklen=len(self.key),
-        )
-
-    def matches(self, password: bytes) -> bool:
-        return hmac.compare_digest(self.derive(password), self.key)
-
-
-def _scrypt_memory(n: int, r: int, p: int) -> int:
-    # OpenSSL's own default limit (32 MiB) would refuse the larger allowed parameters.
-    return 128 * r * (n + p + 2) + 1024 * 1024
-
-
-def _b64encode(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii").rstrip("=")
-
-
-def _b64decode(text: str) -> bytes:
-    try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except binascii.Error:
-        raise ValueError("an scrypt hash's salt and hash are base64") from None
-
-
-def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> str:
-    """``$scrypt$n=N,r=R,p=P$<salt>$<hash>`` for *password* (UTF-8), with a random salt.
-
-    Blocking (tens of milliseconds).  Raises :class:`ValueError` for an empty password or
-    parameters out of range.
-    """
-    if not password:
-        raise ValueError("the password is empty")
-    salt = secrets.token_bytes(_SALT_SIZE)
-    spec = f"{SCRYPT_PREFIX}n={n},r={r},p={p}${_b64encode(salt)}$"
-    # Parse what we would print, so a hash we make is always one we accept.
-    template = _ScryptHash.parse(spec + _b64encode(bytes(_KEY_SIZE)))
-    return spec + _b64encode(template.derive(password.encode("utf-8")))
-
-
-# ---------------------------------------------------------------------------- rules
-
-
 @dataclass
 class _Account:
-    password: str | _ScryptHash
+    password: str | ScryptHash
     grants: dict[str, Permission]
 
 
@@ -264,7 +149,7 @@ def _parse_paths(text: str) -> dict[str, Permission]:
     return grants
 
 
-def _parse_rule(rule: str) -> tuple[str | None, str | _ScryptHash | None, dict[str, Permission]]:
+def _parse_rule(rule: str) -> tuple[str | None, str | ScryptHash | None, dict[str, Permission]]:
     """(user or None, password or None, grants) of one rule; raises :class:`ValueError`."""
     credentials, at, paths = rule.strip().rpartition("@")
     if not at:
@@ -282,7 +167,7 @@ def _parse_rule(rule: str) -> tuple[str | None, str | _ScryptHash | None, dict[s
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in credentials):
         raise ValueError("control characters in the user name or password")  # RFC 7617 §2
     if password.startswith(SCRYPT_PREFIX):
-        return user, _ScryptHash.parse(password), grants
+        return user, ScryptHash.parse(password), grants
     return user, password, grants
 
 
@@ -302,7 +187,7 @@ class AccessRules:
         self._limiter: trio.CapacityLimiter | None = None
         # Checked for an unknown user, so that a user's existence does not show in the time
         # a wrong login takes (the first hashed password's cost, a random salt).
-        self._decoy: _ScryptHash | None = None
+        self._decoy: ScryptHash | None = None
 
     # -- building
 
@@ -359,7 +244,7 @@ class AccessRules:
                 elif account.password != password:
                     raise ValueError(f"user {user!r} is given two different passwords")
                 self._merge(account.grants, grants)
-                if isinstance(password, _ScryptHash) and self._decoy is None:
+                if isinstance(password, ScryptHash) and self._decoy is None:
                     self._decoy = password
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
@@ -436,7 +321,7 @@ class AccessRules:
         if not self._enabled or authorization is None:
             return None
         try:
-            user, password = _parse_basic(authorization)
+            user, password = parse_basic(authorization)
         except ValueError as exc:
             log.warning("malformed Authorization header from %s: %s", client, exc)
             raise _unauthorized(f"bad Authorization header: {exc}") from None
@@ -502,28 +387,6 @@ class AccessRules:
         if self._limiter is None:
             self._limiter = trio.CapacityLimiter(_SCRYPT_THREADS)
         return await trio.to_thread.run_sync(call, limiter=self._limiter)
-
-
-def _parse_basic(authorization: str) -> tuple[str, str]:
-    """(user, password) from ``Basic <base64>``; raises :class:`ValueError` (RFC 7617 §2)."""
-    scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "basic":  # auth-scheme is case-insensitive (RFC 9110 §11.1)
-        raise ValueError("not Basic")
-    token = token.strip()
-    if not token:
-        raise ValueError("no credentials")
-    try:
-        raw = base64.b64decode(token.encode("ascii"), validate=True)
-    except (UnicodeEncodeError, binascii.Error):
-        raise ValueError("credentials are not base64") from None
-    try:
-        text = raw.decode("utf-8")  # the charset="UTF-8" we announce (RFC 7617 §2.1)
-    except UnicodeDecodeError:
-        raise ValueError("credentials are not UTF-8") from None
-    user, colon, password = text.partition(":")
-    if not colon:
-        raise ValueError("no ':' between user and password")
-    return user, password
 
 
 def _unauthorized(detail: str) -> HTTPError:

@@ -33,6 +33,7 @@ from typing import BinaryIO
 
 import trio
 
+from ..digests import expected_digests
 from ..errors import HTTPError
 from ..protocol.conditional import (
     Precondition,
@@ -45,8 +46,10 @@ from ..protocol.ranges import RangeNotSatisfiable, make_boundary, multipart_byte
 from ..request import Request
 from ..response import BaseResponse, FileResponse, Representation, Response
 from ..routing import App
+from .access import AUTHENTICATE, AccessRules, Visitor
 from .listing import Entry, render_html, render_json
 from .paths import PathPolicy, http_error_for, resolve_path, resolve_path_text
+from .search import SearchLimits, search_response
 from .uploads import TEMP_PREFIX, remove_stale_uploads, write_atomically
 
 __all__ = ["FileServer"]
@@ -97,11 +100,35 @@ class FileServer:
         allow_hidden: bool = False,
         listings: bool = True,
         max_ranges: int = 16,
+        access: AccessRules | None = None,
+        search_limits: SearchLimits | None = None,
     ) -> None:
         self.policy = PathPolicy(Path(os.path.realpath(root)), follow_symlinks, allow_hidden)
         self.read_only = read_only
         self.listings = listings
         self.max_ranges = max_ranges
+        #: Who may read and write what (``--auth``); no rules: everyone may do everything.
+        self.access = access or AccessRules.none()
+        self.search_limits = search_limits or SearchLimits()
+
+    async def visitor(self, request: Request, url_path: str, *, write: bool) -> Visitor:
+        """Who is asking, if they may read (*write*: change) *url_path*; else 401 or 403.
+
+        A directory the visitor may not read but that leads to something they may
+        (``--auth '@/public'`` seen from ``/``) is let through for reading: its listing then
+        shows only the way there.
+        """
+        client = request.client[0] if request.client else "-"
+        authorization = request.headers.get("authorization")
+        try:
+            return await self.access.check(authorization, url_path, write=write, client=client)
+        except HTTPError:
+            if write or not (url_path == "" or url_path.endswith("/")):
+                raise
+            user = await self.access.authenticate(authorization, client)  # wrong ones: 401
+            if not self.access.reachable(user, url_path):
+                raise
+            return Visitor(self.access, user)
 
     def install(self, app: App, prefix: str = "/files") -> None:
         """Route ``GET``/``HEAD`` (and unless read-only ``POST``, ``PUT``, ``DELETE``, ``MKCOL``).
@@ -127,6 +154,10 @@ class FileServer:
 
     async def get(self, request: Request) -> BaseResponse:
         url_path = request.path_params["path"]
+        visitor = await self.visitor(request, url_path, write=False)
+        if visitor.user is None and self.access.enabled and "login" in request.query:
+            # A browser sends credentials only when asked: the listing's "log in" link.
+            raise HTTPError(401, "log in", headers={"www-authenticate": AUTHENTICATE})
         path = resolve_path_text(self.policy, url_path)
         name = os.path.basename(path)
         if name.startswith(TEMP_PREFIX):
@@ -153,7 +184,7 @@ class FileServer:
             raise
         if file is None:
             os.close(fd)
-            return await self._directory(request, Path(path), url_path)
+            return await self._directory(request, Path(path), url_path, visitor)
         try:
             return self._file_response(request, file, st, name)
         except BaseException:
@@ -245,13 +276,27 @@ class FileServer:
             raise HTTPError(412, "precondition failed")
         return outcome
 
-    async def _directory(self, request: Request, path: Path, url_path: str) -> Response:
+    async def _directory(
+        self, request: Request, path: Path, url_path: str, visitor: Visitor
+    ) -> Response:
         if url_path and not url_path.endswith("/"):
             return await _redirect_to_directory(request)
         if not self.listings:
             raise HTTPError(403, "directory listings are disabled")
+        terms = request.query.get("q")
+        if terms is not None:
+            return await search_response(
+                path,
+                url_path,
+                terms[0],
+                request.headers.get("accept"),
+                policy=self.policy,
+                may_read=visitor.can_read,
+                may_enter=visitor.can_reach,
+                limits=self.search_limits,
+            )
         try:
-            entries = await trio.to_thread.run_sync(self._scan, path, url_path)
+            entries = await trio.to_thread.run_sync(self._scan, path, url_path, visitor)
         except OSError as exc:
             raise http_error_for(exc) from None
         shown = "/" + url_path
@@ -266,8 +311,9 @@ class FileServer:
             content_type=_HTML,
         )
 
-    def _scan(self, path: Path, url_path: str) -> list[Entry]:
-        """The entries of *path* that the path policy would let a client open.
+    def _scan(self, path: Path, url_path: str, visitor: Visitor) -> list[Entry]:
+        """The entries of *path* that the path policy would let a client open, and that
+        *visitor* may read or find something to read in.
 
         Each is checked by the URL a client would use (*url_path*, ending in ``/`` or empty,
         plus its name): *path* itself may be outside the root, through a followed symlink.
@@ -276,6 +322,8 @@ class FileServer:
         with os.scandir(path) as scan:
             for item in scan:
                 if item.name.startswith(TEMP_PREFIX):
+                    continue
+                if not visitor.can_reach(url_path + item.name):
                     continue
                 try:
                     real = resolve_path(self.policy, url_path + item.name)
@@ -309,6 +357,7 @@ class FileServer:
         return Response(status=201 if created else 204)
 
     async def delete(self, request: Request) -> Response:
+        await self.visitor(request, request.path_params["path"], write=True)
         path = resolve_path(self.policy, request.path_params["path"])
         st = self._stat(path, writing=False)
         if st is None:
@@ -330,6 +379,7 @@ class FileServer:
         which RFC 4918 leaves undefined and we do not support.
         """
         url_path = request.path_params["path"].rstrip("/")
+        await self.visitor(request, url_path, write=True)
         if not url_path:
             raise HTTPError(405, "the root directory exists", headers={"allow": _DIRECTORY_ALLOW})
         if request.headers.get("content-length") not in (None, "0") or request.headers.get(
@@ -363,6 +413,7 @@ class FileServer:
     async def _store(self, request: Request) -> bool:
         """Write the request body to the target atomically; returns whether it was created."""
         url_path = request.path_params["path"]
+        await self.visitor(request, url_path, write=True)
         if not url_path or url_path.endswith("/"):
             raise HTTPError(405, "cannot write to a directory", headers={"allow": "GET, HEAD"})
         target = resolve_path(self.policy, url_path)
@@ -379,7 +430,9 @@ class FileServer:
         # The parent may now exist through a symlink created meanwhile: check again.
         resolve_path(self.policy, url_path)
         try:
-            await write_atomically(request.stream(), target)
+            await write_atomically(
+                request.stream(), target, expected=expected_digests(request.headers)
+            )
         except OSError as exc:
             # Disk full (507), a directory created under the target's name meanwhile (409) ...
             raise http_error_for(exc, writing=True) from None

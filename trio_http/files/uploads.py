@@ -5,7 +5,7 @@ over the target, so the target name only ever holds a complete old or a complete
 failure (client gone, body too large, disk full, shutdown) removes the temporary file.
 
 With *expected* digests (RFC 9530 ``Content-Digest`` / ``Repr-Digest``, see
-:func:`~trio_http.files.digest.expected_digests`) the body is hashed in the worker thread that
+:func:`~trio_http.digests.expected_digests`) the body is hashed in the worker thread that
 writes each buffer, and compared before the rename: on a mismatch the temporary file is
 removed and the target is left as it was.
 
@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..digests import DigestMismatch
 from ..errors import HTTPError
 from ..protocol.digest import ExpectedDigest, new_hash
-from .digest import DigestMismatch
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -66,7 +66,7 @@ async def write_atomically(
     """Write *body* to *target*: all of it, durably, or nothing (``OSError`` passes through).
 
     With *expected*, the body must have every one of those digests, or
-    :class:`~trio_http.files.digest.DigestMismatch` (``400``) is raised and nothing is written.
+    :class:`~trio_http.digests.DigestMismatch` (``400``) is raised and nothing is written.
     """
     hashers = {item.algorithm: new_hash(item.algorithm) for item in expected or ()}
     fd, temp_name = _locked_temp_file(target.parent)

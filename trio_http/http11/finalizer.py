@@ -6,9 +6,11 @@ own ``408`` and ``503``: :meth:`ResponseFinalizer.finalize` gives each the same 
 1. the content coding the client accepts, with ``Vary: Accept-Encoding`` and the variant's
    ``ETag`` (also on a ``304`` or ``206`` that stands for a compressible representation);
 2. ``Content-Length`` from the body itself (never from the handler);
-3. ``Date``, ``Server``, and ``Connection: close`` or ``Keep-Alive``.
+3. the digests the request asks for (``Want-Content-Digest``, ``Want-Repr-Digest``: RFC 9530),
+   over the bytes as they will be sent;
+4. ``Date``, ``Server``, and ``Connection: close`` or ``Keep-Alive``.
 
-4. the configured extra fields (``ServerConfig.extra_headers``: HSTS, CSP), unless the
+5. the configured extra fields (``ServerConfig.extra_headers``: HSTS, CSP), unless the
    response sets them itself.
 
 A new header policy belongs here.  (CORS is answered in the route layer, :mod:`trio_http.cors`,
@@ -24,11 +26,13 @@ import h11
 
 from ..compression import negotiate_and_encode
 from ..config import ServerConfig
+from ..digests import DigestCache, digest_fields, wants_digest
+from ..errors import HTTPError
 from ..headers import Headers
 from ..protocol.h11_events import ResponseHeadCache
 from ..protocol.httpdate import format_http_date
 from ..request import Request
-from ..response import BaseResponse, reason_phrase
+from ..response import BaseResponse, error_response, reason_phrase
 
 __all__ = ["ResponseFinalizer", "finalizer_for"]
 
@@ -67,6 +71,7 @@ class ResponseFinalizer:
     __slots__ = (
         "_constant_fields",
         "_date_header",
+        "_digests",
         "_extra_fields",
         "_extra_names",
         "_keep_alive_field",
@@ -75,6 +80,7 @@ class ResponseFinalizer:
 
     def __init__(self, config: ServerConfig) -> None:
         self._policy = config.compression
+        self._digests = DigestCache(config.compression)
         self._date_header = config.date_header
         self._constant_fields: tuple[tuple[bytes, bytes], ...] = (
             ((b"server", config.server_header.encode("latin-1")),) if config.server_header else ()
@@ -104,7 +110,21 @@ class ResponseFinalizer:
             response = await negotiate_and_encode(
                 response, request.headers.get("accept-encoding"), self._policy
             )
+            if wants_digest(request.headers):
+                response = await self._add_digests(request, response)
         return response, self._head(response, last=last, keep_alive=request is not None)
+
+    async def _add_digests(self, request: Request, response: BaseResponse) -> BaseResponse:
+        """``Content-Digest`` / ``Repr-Digest`` as the request wants (RFC 9530 §4)."""
+        try:
+            fields = await digest_fields(
+                request.headers, response, self._digests, method=request.method
+            )
+        except HTTPError as exc:  # a malformed Want-*-Digest on GET or HEAD
+            await response.aclose()
+            return error_response(exc.status, exc.detail)
+        response.headers.raw.extend(fields)
+        return response
 
     def switching_protocols(self, headers: Headers) -> h11.InformationalResponse:
         """The head of a ``101``: *headers*, Date, Server."""

@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..compression import CompressionPolicy, negotiate_and_encode
-from ..errors import HTTPError
-from ..headers import Headers
-from ..protocol.digest import (
+from .compression import CompressionPolicy, negotiate_and_encode
+from .errors import HTTPError
+from .headers import Headers
+from .protocol.digest import (
     DigestFieldError,
     ExpectedDigest,
     choose_algorithm,
@@ -49,7 +49,7 @@ from ..protocol.digest import (
     new_hash,
     parse_want_field,
 )
-from ..response import BaseResponse, FileChangedError, FilePart, FileResponse, Response
+from .response import BaseResponse, FileChangedError, FilePart, FileResponse, Response
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -152,6 +152,14 @@ class DigestCache:
         finally:
             del self._pending[key]
             event.set()
+
+
+_WANT_FIELDS = (b"want-content-digest", b"want-repr-digest")
+
+
+def wants_digest(request_headers: Headers) -> bool:
+    """Whether the request asks for a digest at all: the cheap test every response makes."""
+    return any(name in _WANT_FIELDS for name, _ in request_headers.raw)
 
 
 async def digest_fields(

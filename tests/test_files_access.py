@@ -1,0 +1,114 @@
+"""The access rules on every method of the file server (in memory, real connection code)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from trio_http.builtin import build_app
+from trio_http.files.access import AccessRules
+from trio_http.testing import TestClient
+
+RULES = ["me:secret@/:rw", "@/public", "guest:guest@/public:rw,/shared"]
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"authorization": f"Basic {token}"}
+
+
+ME = basic("me", "secret")
+GUEST = basic("guest", "guest")
+WRONG = basic("me", "nope")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    for name in ("public", "private", "shared"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "a.txt").write_bytes(name.encode())
+    return tmp_path
+
+
+@pytest.fixture
+async def client(root: Path) -> AsyncIterator[TestClient]:
+    async with TestClient(build_app(root, access=AccessRules.parse(RULES))) as test_client:
+        yield test_client
+
+
+async def status(client: TestClient, method: str, path: str, headers: dict[str, str]) -> int:
+    body = b"new" if method in ("PUT", "POST") else b""
+    return (await client.request(method, path, headers=headers, body=body)).status
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "anonymous", "guest", "me"),
+    [
+        ("GET", "/files/public/a.txt", 200, 200, 200),
+        ("HEAD", "/files/public/a.txt", 200, 200, 200),
+        ("GET", "/files/private/a.txt", 401, 403, 200),
+        ("GET", "/files/shared/a.txt", 401, 200, 200),
+        ("PUT", "/files/public/b.txt", 401, 201, 204),  # me replaces what guest made
+        ("POST", "/files/private/b.txt", 401, 403, 201),
+        ("PUT", "/files/shared/b.txt", 401, 403, 201),
+        ("DELETE", "/files/public/a.txt", 401, 204, 404),
+        ("MKCOL", "/files/public/new/", 401, 201, 405),
+        ("MKCOL", "/files/private/new/", 401, 403, 201),
+        ("DELETE", "/files/private/a.txt", 401, 403, 204),
+    ],
+)
+async def test_every_method_under_every_rule(
+    client: TestClient, method: str, path: str, anonymous: int, guest: int, me: int
+) -> None:
+    assert await status(client, method, path, {}) == anonymous
+    assert await status(client, method, path, GUEST) == guest
+    assert await status(client, method, path, ME) == me
+
+
+async def test_401_has_the_challenge_and_wrong_passwords_never_pass(client: TestClient) -> None:
+    response = await client.get("/files/private/a.txt")
+    assert response.status == 401
+    assert response.headers["www-authenticate"] == 'Basic realm="trio-http", charset="UTF-8"'
+    # Wrong credentials are a 401 even where anonymous visitors may read.
+    assert (await client.get("/files/public/a.txt", headers=WRONG)).status == 401
+
+
+async def test_root_listing_shows_anonymous_visitors_only_the_way_to_what_they_may_read(
+    client: TestClient,
+) -> None:
+    json_accept = {"accept": "application/json"}
+    anonymous = await client.get("/files/", headers=json_accept)
+    assert anonymous.status == 200
+    assert [e["name"] for e in json.loads(anonymous.body)["entries"]] == ["public"]
+    guest = await client.get("/files/", headers={**json_accept, **GUEST})
+    assert [e["name"] for e in json.loads(guest.body)["entries"]] == ["public", "shared"]
+    me = await client.get("/files/", headers={**json_accept, **ME})
+    assert [e["name"] for e in json.loads(me.body)["entries"]] == ["private", "public", "shared"]
+    # The listing's "log in" link asks the browser for credentials.
+    login = await client.get("/files/?login")
+    assert login.status == 401 and "www-authenticate" in login.headers
+    assert (await client.get("/files/?login", headers=ME)).status == 200
+
+
+async def test_search_finds_only_what_the_visitor_may_read(client: TestClient) -> None:
+    json_accept = {"accept": "application/json"}
+    anonymous = await client.get("/files/?q=a.txt", headers=json_accept)
+    assert [r["path"] for r in json.loads(anonymous.body)["results"]] == ["public/a.txt"]
+    me = await client.get("/files/?q=a.txt", headers={**json_accept, **ME})
+    assert len(json.loads(me.body)["results"]) == 3
+
+
+async def test_dot_segments_cannot_climb_to_a_more_permissive_prefix(client: TestClient) -> None:
+    response = await client.get("/files/public/%2E%2E/private/a.txt")
+    assert response.status in (400, 404)
+    assert response.body != b"private"
+
+
+async def test_without_rules_everything_is_allowed(root: Path) -> None:
+    async with TestClient(build_app(root)) as client:
+        assert (await client.get("/files/private/a.txt")).status == 200
+        assert (await client.put("/files/private/z.txt", b"z")).status == 201
