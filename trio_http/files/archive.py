@@ -437,9 +437,8 @@ def _walk(
     may_enter: Callable[[str], bool] | None,
 ) -> Iterator[_Found | None]:
     """The entries to archive below the directory (whose ``stat`` and sorted *names* are
-    already read),
-    depth first, each directory before its content.  ``None`` for each entry skipped: a point
-    where the caller may stop even if nothing is archived for a long stretch."""
+    already read), depth first, each directory before its content.  ``None`` for each entry
+    skipped: a point where the caller may stop even if nothing is archived for a while."""
     entered = {_identity(top_st)}
     stack: list[tuple[str, Iterator[str]]] = [("", iter(names))]
     while stack:
@@ -518,9 +517,10 @@ class _OpenFile:
             return None
         try:
             st = os.fstat(fd)
-        except OSError:
+        except OSError as exc:
             os.close(fd)
-            raise
+            log.warning("archive of %s: skipped %s: %s", label, found.rel, exc.strerror or exc)
+            return None
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             return None
