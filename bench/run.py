@@ -110,9 +110,13 @@ class Metric:
 REQS = Metric("rps", "req/s", True)
 P50 = Metric("p50_ms", "p50 ms", False)
 P99 = Metric("p99_ms", "p99 ms", False)
-WRK_METRICS = (REQS, P50, P99)  # every wrk scenario: throughput with its latency beside it
+#: Server CPU time (user + system, /proc/PID/stat) per request or message: unlike req/s it
+#: hardly moves when other work shares the machine, so it is the figure for a busy-machine A/B.
+CPU_PER_REQ = Metric("cpu_us_per_req", "server CPU µs/req", False)
+CPU_PER_MSG = Metric("cpu_us_per_msg", "server CPU µs/msg", False)
+WRK_METRICS = (REQS, P50, P99, CPU_PER_REQ)  # every wrk scenario: throughput, latency, cost
 MSGS = Metric("msgs_per_s", "msg/s", True)
-WS_METRICS = (MSGS, P50, P99)  # WebSocket echoes: p50/p99 of the round trip
+WS_METRICS = (MSGS, P50, P99, CPU_PER_MSG)  # WebSocket echoes: p50/p99 of the round trip
 MBPS = Metric("mbps", "MB/s", True)
 PEAK_RSS = Metric("peak_rss_mib", "peak RSS MiB", False)
 RSS_GROWTH = Metric("rss_growth_mib", "RSS growth MiB", False)
@@ -748,7 +752,10 @@ def run_wsload_echo(
     runs: Runs = {key: float(value) for key, value in raw.items()}
     runs["mbps"] = runs.pop("mb_per_s")
     runs["client_cpu"] = runs.pop("cpu")
-    runs["server_cpu"] = (cpu_seconds(server) - cpu_before) / wall
+    used = cpu_seconds(server) - cpu_before
+    runs["server_cpu"] = used / wall
+    # Includes opening and closing the connections: small beside the messages of a run.
+    runs["cpu_us_per_msg"] = used / runs["messages"] * 1e6 if runs["messages"] else 0.0
     return runs
 
 
@@ -832,7 +839,12 @@ def wrk_scenario(
         return connections or cfg.connections
 
     def measure(cfg: Config, server: Server, run: int) -> Runs:
-        return run_wrk(cfg, server.url + path, conns(cfg), cfg.duration, headers)
+        before = cpu_seconds(server)
+        values = run_wrk(cfg, server.url + path, conns(cfg), cfg.duration, headers)
+        used = cpu_seconds(server) - before
+        requests = values["rps"] * cfg.duration
+        values["cpu_us_per_req"] = used / requests * 1e6 if requests else 0.0
+        return values
 
     def warmup(cfg: Config, server: Server) -> None:
         if cfg.warmup:
