@@ -300,6 +300,97 @@ def test_a_refused_upload_shows_the_servers_message(
     assert (site / "refused" / "clash").is_dir()
 
 
+# ---------------------------------------------------------------------------- tus
+
+#: Records every XMLHttpRequest the page makes (method, URL path, status), in order.
+RECORD_REQUESTS = """
+window.requests = [];
+const open = XMLHttpRequest.prototype.open;
+XMLHttpRequest.prototype.open = function (method, url) {
+  const entry = { method, path: new URL(url, location.href).pathname, status: null };
+  window.requests.push(entry);
+  this.addEventListener("loadend", () => { entry.status = this.status; });
+  return open.apply(this, arguments);
+};
+"""
+
+#: Cancels the upload (its own cancel button) as soon as its first PATCH has been answered:
+#: by then the page has sent the second PATCH, which the cancel aborts mid-way.
+CANCEL_AFTER_FIRST_PATCH = """
+const send = XMLHttpRequest.prototype.send;
+let armed = true;
+XMLHttpRequest.prototype.send = function () {
+  if (armed && window.requests.at(-1).method === "PATCH") {
+    armed = false;
+    const cancel = document.querySelector("#uploads li button.cancel");
+    this.addEventListener("load", () => cancel.click());
+  }
+  return send.apply(this, arguments);
+};
+"""
+
+
+def requests_made(browser: webdriver.Chrome) -> list[tuple[str, str, int | None]]:
+    made = browser.execute_script("return window.requests")
+    return [(r["method"], r["path"], r["status"]) for r in made]
+
+
+def require_tus(browser: webdriver.Chrome) -> None:
+    body = browser.find_element(By.TAG_NAME, "body")
+    assert body.get_attribute("data-upload-url") == "/uploads/", (
+        "the listing names no tus endpoint: FileServer._directory must pass "
+        "upload_url='/uploads/' to render_html when the tus server is installed (issue 15)"
+    )
+
+
+def test_a_large_file_goes_through_tus_and_resumes_after_a_cancel(
+    site: Path, server: ServerProcess, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    (site / "large").mkdir()
+    source = tmp_path / "big file.bin"
+    data = os.urandom(20 * 1024 * 1024)  # three 8 MiB chunks, the last one partial
+    source.write_bytes(data)
+    target = site / "large" / source.name
+    open_folder(browser, server, "large/")
+    require_write_controls(browser)
+    require_tus(browser)
+    browser.execute_script("localStorage.clear();" + RECORD_REQUESTS + CANCEL_AFTER_FIRST_PATCH)
+    browser.find_element(By.ID, "upload-files").send_keys(str(source))
+    wait_for(
+        browser,
+        lambda: upload_states(browser) == {source.name: "cancelled"},
+        "the upload was not cancelled",
+    )
+    first = requests_made(browser)
+    assert [(method, status) for method, _, status in first] == [
+        ("POST", 201),
+        ("PATCH", 204),
+        ("PATCH", 0),  # aborted
+    ], first
+    assert first[0][1] == "/uploads/" and first[1][1].startswith("/uploads/"), first
+    assert not target.exists()
+    # The upload's URL is remembered for this file (path, size, modification time).
+    stored = browser.execute_script("return Object.entries(localStorage)")
+    assert len(stored) == 1 and stored[0][1].endswith(first[1][1]), stored
+
+    # The same file again: the page asks the server where it stopped and sends the rest.
+    browser.execute_script("window.requests = []")
+    browser.find_element(By.ID, "upload-files").send_keys(str(source))
+    wait_for(browser, arrived(target, data), f"{target} did not arrive intact")
+    wait_for(
+        browser,
+        lambda: upload_states(browser) == {source.name: "done"},
+        "the resumed upload is not shown as done",
+    )
+    second = requests_made(browser)
+    methods = [method for method, _, _ in second]
+    assert methods[0] == "HEAD" and "POST" not in methods and "PUT" not in methods, second
+    assert 1 <= methods.count("PATCH") <= 2, second  # from at least 8 MiB on
+    assert all(url == first[1][1] for _, url, _ in second), second
+    assert browser.execute_script("return localStorage.length") == 0
+    wait_for(browser, lambda: row_names(browser) == [source.name], "the file is not listed")
+
+
 # ---------------------------------------------------------------------------- folders, deletes
 
 

@@ -183,8 +183,9 @@
           "Upload-Length": String(file.size),
           "Upload-Metadata": `filename ${base64(target)}`,
         });
-        if (xhr.status !== 201) throw new Error(explainXhr(xhr));
-        url = new URL(xhr.getResponseHeader("Location"), location.href).href;
+        const created = xhr.getResponseHeader("Location");
+        if (xhr.status !== 201 || !created) throw new Error(explainXhr(xhr));
+        url = new URL(created, location.href).href;
         localStorage.setItem(key, url);
         offset = 0;
       } else {
@@ -266,6 +267,11 @@
     }
   }
 
+  // Leaving the page would end the uploads in progress: the browser asks first.
+  window.addEventListener("beforeunload", (event) => {
+    if (active || queue.length) event.preventDefault();
+  });
+
   // When nothing is left to send, show the new state of the folder.
   function settle() {
     if (!active && !queue.length && !pending) refresh();
@@ -323,7 +329,9 @@
     const input = document.getElementById(id);
     input.addEventListener("change", () => {
       // A folder's files carry their path below the chosen folder's parent.
-      for (const file of input.files) enqueue(file, file.webkitRelativePath || file.name);
+      for (const file of Array.from(input.files)) {
+        enqueue(file, file.webkitRelativePath || file.name);
+      }
       input.value = ""; // choosing the same files again fires "change" again
     });
   }
@@ -355,14 +363,14 @@
     body.classList.remove("dragging");
     const entries = [];
     const loose = [];
-    for (const item of event.dataTransfer.items) {
+    for (const item of Array.from(event.dataTransfer.items)) {
       if (item.kind !== "file") continue;
       const entry = item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
       if (entry) entries.push(entry);
       else if (item.getAsFile()) loose.push(item.getAsFile());
     }
     if (!entries.length && !loose.length) {
-      for (const file of event.dataTransfer.files) loose.push(file);
+      loose.push(...Array.from(event.dataTransfer.files));
     }
     for (const file of loose) enqueue(file, file.name);
     pending += 1;
