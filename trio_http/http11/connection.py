@@ -13,7 +13,6 @@ that cannot be completed (:class:`ResponseAborted`): logged, abort; the deadline
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from typing import cast
@@ -48,6 +47,22 @@ from .writer import ResponseAborted, ResponseWriter
 __all__ = ["HTTPConnection"]
 
 log = logging.getLogger("trio_http.error")
+
+
+class _Unregistered:
+    """The registry of a connection outside a server (tests, ``TestClient``): never drains."""
+
+    __slots__ = ()
+    draining = False
+
+    def add(self, connection: HTTPConnection) -> None:
+        pass
+
+    def discard(self, connection: HTTPConnection) -> None:
+        pass
+
+
+_UNREGISTERED = _Unregistered()
 
 
 class HTTPConnection:
@@ -103,7 +118,7 @@ class HTTPConnection:
         self._config = config
         self._finalizer = finalizer_for(config)
         self._client = client
-        self._registry = registry
+        self._registry: Registry = _UNREGISTERED if registry is None else registry
         self._access_logger = access_logger
         self._refuse_with = refuse_with
         self._requests_served = 0
@@ -121,8 +136,7 @@ class HTTPConnection:
 
     async def run(self) -> None:
         """Serve requests until the connection closes; always closes the transport."""
-        if self._registry is not None:
-            self._registry.add(self)
+        self._registry.add(self)
         deadline = self._transport.deadline
         graceful = False
         try:
@@ -141,8 +155,7 @@ class HTTPConnection:
             log.exception("%s: connection failed", self._peer())
             graceful = False
         finally:
-            if self._registry is not None:
-                self._registry.discard(self)
+            self._registry.discard(self)
             await self._transport.close(linger=graceful and not self._client_is_done())
 
     async def _exchange(self, event: h11.Request | HTTPError) -> bool:
@@ -170,14 +183,16 @@ class HTTPConnection:
             raise
         finally:
             deadline = self._transport.deadline
-            if deadline.scope.cancel_called and deadline.waiting_for in ("head", "body"):
+            if deadline.waiting_for in ("head", "body") and deadline.scope.cancel_called:
                 self._timed_out = (request, started)  # _on_timeout answers 408 and logs it
-            else:
+            elif self._access_logger is not None:
                 self._log_access(request, status, sent, started)
+        conn = self._conn
         keep_going = (
             self._upgraded is None
-            and self._conn.our_state is not h11.MUST_CLOSE
-            and await body.drain(self._config.max_drain_size)
+            and conn.our_state is not h11.MUST_CLOSE
+            # (The check saves drain()'s coroutine when the body was read whole, as usual.)
+            and (conn.their_state is h11.DONE or await body.drain(self._config.max_drain_size))
         )
         body.close()  # a handler that kept the request must not read the next one's body
         if keep_going:
@@ -196,9 +211,6 @@ class HTTPConnection:
             self._transport.deadline.cancel()
         elif self._upgraded is not None:
             self._upgraded.going_away.set()  # the protocol says goodbye its own way
-
-    def _draining(self) -> bool:
-        return self._registry is not None and self._registry.draining
 
     # ---------------------------------------------------------------- reading
 
@@ -220,7 +232,7 @@ class HTTPConnection:
                 await trio.lowlevel.checkpoint()
                 return event
             idle = not conn.trailing_data[0]  # nothing of the next request yet
-        if idle and (self._close_requested or self._draining()):
+        if idle and (self._close_requested or self._registry.draining):
             return None
         self._head_was_read = True
         config = self._config
@@ -259,7 +271,10 @@ class HTTPConnection:
         """Let *app* write its response through an :class:`Exchange`; ``500`` if it sent
         nothing.  Returns the status and body bytes sent."""
 
-        finalize = functools.partial(self._finalize, request, body)
+        async def finalize(response: BaseResponse) -> tuple[BaseResponse, h11.Response]:
+            last = self._is_last(request, body)
+            return await self._finalizer.finalize(request, response, last=last)
+
         exchange = Exchange(request, body, self._writer, self._transport, finalize)
         if await exchange.run(app, self._peer(), switched=lambda: self._upgraded is not None):
             return (101, 0) if self._upgraded is not None else (exchange.status, exchange.sent)
@@ -292,34 +307,18 @@ class HTTPConnection:
     async def _respond(
         self, request: Request | None, body: RequestBody | None, response: BaseResponse
     ) -> tuple[int, int]:
-        """Send *response* (or switch protocols); returns the status and body bytes sent."""
+        """Finalize and send *response* (or switch protocols); returns the status and body
+        bytes sent.  A response h11 cannot frame (a handler's invalid header value) is
+        replaced by ``500``.  Raises :class:`ResponseAborted` if the body fails."""
         if self._upgraded is not None:  # the handler switched protocols (Request.upgrade)
             await response.aclose()
             return 101, 0
         if isinstance(response, Upgrade):
             return await self._switch_protocols(request, response), 0
         try:
-            return await self._send(request, body, response)
-        except ResponseAborted as exc:
-            log.error("%s: response aborted: %s", self._peer(), exc, exc_info=exc.__cause__)
-            raise
-
-    def _log_access(self, request: Request | None, status: int, sent: int, started: float) -> None:
-        if self._access_logger is not None:
-            duration = time.perf_counter() - started
-            client = self._client if request is None else request.client  # proxy headers
-            self._access_logger.log(request, status, sent, duration, client)
-
-    async def _send(
-        self, request: Request | None, body: RequestBody | None, response: BaseResponse
-    ) -> tuple[int, int]:
-        """Finalize and write *response*; returns the status sent and the body bytes sent.
-
-        A response h11 cannot frame (a handler's invalid header value) is replaced by ``500``.
-        """
-        try:
             try:
-                response, head = await self._finalize(request, body, response)
+                last = self._is_last(request, body)
+                response, head = await self._finalizer.finalize(request, response, last=last)
             except h11.LocalProtocolError as exc:
                 await response.aclose()
                 log.error("%s: handler returned an invalid response: %s", self._peer(), exc)
@@ -327,34 +326,35 @@ class HTTPConnection:
                 response = error_response(500, "the handler returned an invalid response")
                 response, head = await self._finalizer.finalize(request, response, last=True)
             head_only = request is not None and request.method == "HEAD"
-            try:
-                sent = await self._writer.write(head, response, head_only=head_only)
-            except ResponseAborted as exc:
-                exc.status = response.status
-                raise
-            return response.status, sent
+            return response.status, await self._writer.write(head, response, head_only=head_only)
+        except ResponseAborted as exc:
+            log.error("%s: response aborted: %s", self._peer(), exc, exc_info=exc.__cause__)
+            raise
         finally:
             await response.aclose()
 
-    async def _finalize(
-        self, request: Request | None, body: RequestBody | None, response: BaseResponse
-    ) -> tuple[BaseResponse, h11.Response]:
-        """The response and its head, deciding whether it is the connection's last."""
+    def _log_access(self, request: Request | None, status: int, sent: int, started: float) -> None:
+        if self._access_logger is not None:
+            duration = time.perf_counter() - started
+            client = self._client if request is None else request.client  # proxy headers
+            self._access_logger.log(request, status, sent, duration, client)
+
+    def _is_last(self, request: Request | None, body: RequestBody | None) -> bool:
+        """Whether the response being sent is the connection's last."""
         config = self._config
-        last = (
+        return (
             request is None
             or body is None
             or must_close(
                 close_requested=self._close_requested,
                 client_close=self._client_close,
-                draining=self._draining(),
+                draining=self._registry.draining,
                 requests_served=self._requests_served,
                 max_requests=config.max_requests_per_connection,
                 body=body.unread(),
                 max_drain_size=config.max_drain_size,
             )
         )
-        return await self._finalizer.finalize(request, response, last=last)
 
     async def switch_protocols(
         self, request: Request, headers: HeaderInput | Headers | None
@@ -366,7 +366,7 @@ class HTTPConnection:
             raise RuntimeError("the connection has already switched protocols")
         head = self._finalizer.switching_protocols(Headers(headers))
         self._upgraded = await switch(self._conn, self._writer, self._transport, request, head)
-        if self._draining():  # the drain came before the switch: tell the protocol now
+        if self._registry.draining:  # the drain came before the switch: tell the protocol now
             self._upgraded.going_away.set()
         return self._upgraded
 
@@ -379,7 +379,7 @@ class HTTPConnection:
         except RuntimeError as exc:
             log.error("%s: an Upgrade that cannot be honoured: %s", self._peer(), exc)
             self._close_requested = True
-            status, _ = await self._send(request, None, error_response(500, "cannot upgrade"))
+            status, _ = await self._respond(request, None, error_response(500, "cannot upgrade"))
             return status
         await hand_over(upgrade, stream, self._peer())
         return 101

@@ -150,13 +150,15 @@ def start_request(
     the error to answer instead of calling the handler (then the body is never read)."""
     fields = list(event.headers)  # walked twice: h11's sequence is slow to iterate
     facts = check_request(event, config, fields)
-    # A refused request's body is unknown and stays unread.
-    refused = isinstance(facts, HTTPError)
+    if isinstance(facts, HTTPError):
+        declared, expected = None, True  # a refused request's body is unknown: left unread
+    else:
+        declared, expected = facts.declared_length, facts.has_body
     body = RequestBody(
         conn,
         transport,
-        declared=None if isinstance(facts, HTTPError) else facts.declared_length,
-        expected=refused or (isinstance(facts, RequestFacts) and facts.has_body),
+        declared=declared,
+        expected=expected,
         max_body_size=config.max_body_size,
         timeout=config.body_timeout,
     )
@@ -169,7 +171,7 @@ def start_request(
         body_source=body,
         upgrader=upgrader,
     )
-    if not body.expected:
+    if not expected:
         # Let h11 reach the end of the request now (no I/O needed), so that their_state says
         # DONE rather than "body not read".
         end = conn.next_event()

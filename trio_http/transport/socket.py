@@ -17,9 +17,8 @@ from typing import BinaryIO
 
 import trio
 
-from ..errors import ClientDisconnected
 from ..response import FileChangedError
-from .base import Transport, Waiting, network_errors, peer_gone
+from .base import Transport, Waiting, disconnect_for, network_errors
 
 __all__ = ["SocketTransport"]
 
@@ -48,38 +47,40 @@ class SocketTransport(Transport):
         return self._stream
 
     async def receive(self, waiting_for: Waiting, timeout: float | None, max_bytes: int) -> bytes:
+        # Plain excepts rather than network_errors, and the late-cancel check inline (not a
+        # call): this runs once or twice per request (bench/ab_cpu.py).
         fd = self._fd
         deadline = self.deadline
-        if waiting_for == "idle":
-            # Between requests, wait before reading: the next request has almost never arrived
-            # yet (counted under wrk: a read tried first failed once per request).
-            deadline.arm("idle", timeout)
-            with network_errors:
+        try:
+            if waiting_for == "idle":
+                # Between requests, wait before reading: the next request has almost never
+                # arrived yet (counted under wrk: a read tried first failed once per request).
+                deadline.arm("idle", timeout)
                 await trio.lowlevel.wait_readable(fd)
-            await deadline.deliver_late_cancel()
-            deadline.disarm()
-        # Set at the first wait, so that a spurious wake-up does not extend it.
-        wait_until: float | None = None
-        while True:
-            # A plain try rather than network_errors: this runs once or twice per request.
-            try:
-                data = os.read(fd, max_bytes)
-                break
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                if peer_gone(exc):
-                    raise ClientDisconnected(str(exc)) from exc
-                raise
-            if timeout is not None and wait_until is None:
-                wait_until = trio.current_time() + timeout
-            deadline.arm(
-                waiting_for, None if wait_until is None else wait_until - trio.current_time()
-            )
-            with network_errors:
+                if deadline.scope.cancel_called:
+                    await deadline.deliver_late_cancel()
+                deadline.disarm()
+            # Set at the first wait, so that a spurious wake-up does not extend it.
+            wait_until: float | None = None
+            while True:
+                try:
+                    data = os.read(fd, max_bytes)
+                    break
+                except BlockingIOError:
+                    pass
+                if timeout is not None and wait_until is None:
+                    wait_until = trio.current_time() + timeout
+                deadline.arm(
+                    waiting_for, None if wait_until is None else wait_until - trio.current_time()
+                )
                 await trio.lowlevel.wait_readable(fd)
-            await deadline.deliver_late_cancel()
-            deadline.disarm()
+                if deadline.scope.cancel_called:
+                    await deadline.deliver_late_cancel()
+                deadline.disarm()
+        except (OSError, trio.ClosedResourceError) as exc:
+            if (disconnect := disconnect_for(exc)) is not None:
+                raise disconnect from exc
+            raise
         self.eof = not data
         return data
 
@@ -94,8 +95,8 @@ class SocketTransport(Transport):
         except BlockingIOError:
             sent = 0
         except OSError as exc:
-            if peer_gone(exc):
-                raise ClientDisconnected(str(exc)) from exc
+            if (disconnect := disconnect_for(exc)) is not None:
+                raise disconnect from exc
             raise
         if sent == len(data):
             return
@@ -105,29 +106,40 @@ class SocketTransport(Transport):
         self.deadline.disarm()
 
     async def send_file(self, file: BinaryIO, offset: int, length: int) -> None:
-        """``os.sendfile`` in steps; each step the client accepts restarts ``write_timeout``."""
+        """``os.sendfile`` in steps.  ``write_timeout`` runs only while the socket is full,
+        from its first stall after the client last accepted bytes: a file the socket takes
+        at once (most small files) costs no deadline change (bench/ab_cpu.py, file-1k)."""
         deadline = self.deadline
-        timeout = self._write_timeout
         out_fd, in_fd = self._fd, file.fileno()
-        deadline.arm("write", timeout)
-        while length > 0:
-            with network_errors:
+        armed = False
+        try:
+            while length > 0:
                 try:
                     sent = os.sendfile(out_fd, in_fd, offset, length)
                 except BlockingIOError:
+                    if not armed:
+                        deadline.arm("write", self._write_timeout)
+                        armed = True
                     await trio.lowlevel.wait_writable(out_fd)
-                    await deadline.deliver_late_cancel()
+                    if deadline.scope.cancel_called:
+                        await deadline.deliver_late_cancel()
                     continue
-            if sent == 0:
-                raise FileChangedError(f"{file.name} shrank while it was being sent")
-            offset += sent
-            length -= sent
-            if length:
-                if timeout is not None:
-                    deadline.arm("write", timeout)  # progress: the client is reading
-                # A fast reader would otherwise keep this loop busy without ever yielding.
-                await trio.lowlevel.checkpoint()
-        deadline.disarm()
+                if sent == 0:
+                    raise FileChangedError(f"{file.name} shrank while it was being sent")
+                offset += sent
+                length -= sent
+                if length:
+                    if armed:  # progress: the client is reading
+                        deadline.disarm()
+                        armed = False
+                    # A fast reader would otherwise keep this loop busy without ever yielding.
+                    await trio.lowlevel.checkpoint()
+        except (OSError, trio.ClosedResourceError) as exc:
+            if (disconnect := disconnect_for(exc)) is not None:
+                raise disconnect from exc
+            raise
+        if armed:
+            deadline.disarm()
 
     def input_pending(self) -> bool:
         try:
