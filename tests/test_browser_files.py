@@ -472,7 +472,10 @@ def test_sort_by_size_through_the_header_link(
         lambda: browser.current_url.endswith("/files/sorting/?sort=size&order=desc"),
         "the Size header did not link to ?sort=size&order=desc",
     )
-    assert row_names(browser) == ["zz", "b.txt", "c.txt", "a.txt"]  # directories first
+    assert row_names(browser) == ["zz", "b.txt", "c.txt", "a.txt"], (
+        "not sorted by size, directories first: FileServer._directory must pass "
+        "sort and order from parse_sort(request.query) to render_html"
+    )
     assert "\u25bc" in browser.find_element(By.CSS_SELECTOR, "th.size").text
     browser.find_element(By.CSS_SELECTOR, "th.size a").click()
     wait_for(browser, lambda: browser.current_url.endswith("order=asc"), "no toggle to asc")
