@@ -194,7 +194,7 @@ def leftovers(root: Path) -> list[str]:
     return found
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(60 + UPLOAD_SIZE // (2 * MiB))  # 92 s for 64 MiB
 def test_tuspy_survives_cut_connections_and_a_killed_server(tmp_path: Path) -> None:
     root = tmp_path / "served"
     root.mkdir()
