@@ -26,16 +26,15 @@ from trio_http.errors import HTTPError
 from trio_http.files import archive
 from trio_http.files.archive import (
     CHUNK_TARGET,
-    READ_SIZE,
-    ZipWriter,
     archive_chunks,
     archive_response,
     ascii_fallback,
     content_disposition,
-    read_top,
 )
 from trio_http.files.paths import PathPolicy, resolve_path
+from trio_http.files.treewalk import READ_SIZE, read_top
 from trio_http.files.uploads import TEMP_PREFIX
+from trio_http.files.zipwriter import ZipWriter
 from trio_http.response import BaseResponse, StreamingResponse
 from trio_http.testing import TestClient
 

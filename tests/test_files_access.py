@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -112,3 +114,25 @@ async def test_without_rules_everything_is_allowed(root: Path) -> None:
     async with TestClient(build_app(root)) as client:
         assert (await client.get("/files/private/a.txt")).status == 200
         assert (await client.put("/files/private/z.txt", b"z")).status == 201
+
+
+async def test_archives_hold_only_what_the_visitor_may_read(client: TestClient) -> None:
+    anonymous = await client.get("/files/?download=zip")
+    assert anonymous.status == 200
+    names = zipfile.ZipFile(io.BytesIO(anonymous.body)).namelist()
+    assert [n for n in names if n.endswith(".txt")] == [f"{root_name(names)}/public/a.txt"]
+    me = await client.get("/files/?download=zip", headers=ME)
+    assert len([n for n in zipfile.ZipFile(io.BytesIO(me.body)).namelist() if ".txt" in n]) == 3
+    assert (await client.get("/files/private/?download=zip")).status == 401
+
+
+def root_name(names: list[str]) -> str:
+    return names[0].split("/")[0]
+
+
+async def test_no_archives(root: Path) -> None:
+    async with TestClient(build_app(root, archives=False)) as client:
+        assert (await client.get("/files/?download=zip")).status == 403
+        assert (await client.get("/files/?download=7z")).status == 403
+    async with TestClient(build_app(root)) as client:
+        assert (await client.get("/files/?download=7z")).status == 400

@@ -61,6 +61,7 @@ def build_app(
     allow_hidden: bool = False,
     listings: bool = True,
     access: AccessRules | None = None,
+    archives: bool = True,
 ) -> App:
     """The app ``trio-http serve`` runs; without *directory* there are no ``/files`` routes."""
     app = App()
@@ -76,5 +77,6 @@ def build_app(
             allow_hidden=allow_hidden,
             listings=listings,
             access=access,
+            archives=archives,
         ).install(app)
     return app

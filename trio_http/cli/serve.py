@@ -59,6 +59,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     files.add_argument("--no-listing", action="store_true", help="no directory listings (403)")
     files.add_argument(
+        "--no-archives",
+        action="store_true",
+        help="no folder downloads as zip or tar.gz (?download=, 403)",
+    )
+    files.add_argument(
         "--auth",
         action="append",
         default=[],
@@ -122,6 +127,7 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         allow_hidden=args.show_hidden,
         listings=not args.no_listing,
         access=access,
+        archives=not args.no_archives,
     )
     handler: Handler = app if cors is None else with_cors(app, cors)
     access_format: LogFormat = args.access_log_format

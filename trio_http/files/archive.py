@@ -28,15 +28,8 @@ what was read in a ZIP, whose data descriptor records the real size and CRC, and
 with NUL bytes in a tar, whose header already announced the size.  Either way the archive
 stays valid and a warning names the file.
 
-ZIP (PKWARE APPNOTE 6.3.10): written by :class:`ZipWriter`, entries *stored* (no compression):
-on two cores deflate would make the CPU, not the network, the limit (about 50 MB/s at level
-6), most large files (photos, video, archives) do not compress anyway, and ``tar.gz`` is there
-for compressible trees.  Each file's local header has general purpose bit 3 set (CRC and sizes
-follow in a data descriptor, since the CRC is only known once the data is sent) and bit 11 for
-UTF-8 names; ZIP64 fields and end records are written when sizes, offsets or the entry count
-need them.  Readers that use the central directory (``unzip``, 7-Zip, Windows Explorer, macOS
-Archive Utility, Python's ``zipfile``, ``bsdtar`` on a file) read it; strictly sequential
-readers that refuse stored entries with data descriptors (Java's ``ZipInputStream``) do not.
+ZIP: written by :class:`~.zipwriter.ZipWriter` (entries stored; see there why).  The walk:
+:mod:`.treewalk`.
 
 tar.gz: POSIX.1-2001 (pax) headers from :meth:`tarfile.TarInfo.tobuf`, so long and UTF-8 names
 and sizes past 8 GiB are represented, data written here, gzip from :mod:`zlib`.  Owner names
@@ -45,34 +38,29 @@ and ids are not disclosed (``0``, empty).
 
 from __future__ import annotations
 
-import io
 import itertools
 import logging
 import os
 import stat
-import struct
 import tarfile
 import tempfile
 import time
 import unicodedata
 import zlib
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import quote
 
 import trio
 
 from ..errors import HTTPError
 from ..response import StreamingResponse
-from .paths import PathPolicy, http_error_for, resolve_path_text
-from .uploads import TEMP_PREFIX
+from .paths import PathPolicy, http_error_for
+from .treewalk import READ_SIZE, Found, OpenFile, is_utf8, read_top, walk_tree
+from .zipwriter import ZipWriter
 
 __all__ = [
     "FORMATS",
-    "Spool",
-    "ZipWriter",
     "archive_chunks",
     "archive_response",
     "content_disposition",
@@ -85,8 +73,6 @@ FORMATS: dict[str, tuple[str, str]] = {
     "zip": (".zip", "application/zip"),
     "tar.gz": (".tar.gz", "application/gzip"),
 }
-#: File data read per step (as for files sent without sendfile: response.FILE_CHUNK_SIZE).
-READ_SIZE = 256 * 1024
 #: Archive bytes gathered before handing them to the connection: small pieces (headers of
 #: small files) are sent together, one worker-thread trip per chunk rather than per piece.
 CHUNK_TARGET = 64 * 1024
@@ -97,288 +83,6 @@ STEP_SECONDS = 0.1
 CENTRAL_SPOOL_SIZE = 1024 * 1024
 #: Level for ``tar.gz``: zlib's default, what ``tar czf`` uses.
 GZIP_LEVEL = 6
-
-# ---------------------------------------------------------------- ZIP (pure)
-
-_LOCAL_HEADER = struct.Struct("<4sHHHHHIIIHH")  # APPNOTE 4.3.7
-_CENTRAL_HEADER = struct.Struct("<4sHHHHHHIIIHHHHHII")  # APPNOTE 4.3.12
-_DESCRIPTOR_32 = struct.Struct("<4sIII")  # APPNOTE 4.3.9
-_DESCRIPTOR_64 = struct.Struct("<4sIQQ")
-_ZIP64_END = struct.Struct("<4sQHHIIQQQQ")  # APPNOTE 4.3.14
-_ZIP64_LOCATOR = struct.Struct("<4sIQI")  # APPNOTE 4.3.15
-_END = struct.Struct("<4sHHHHIIH")  # APPNOTE 4.3.16
-
-_FLAG_DATA_DESCRIPTOR = 0x0008  # bit 3, APPNOTE 4.4.4
-_FLAG_UTF8 = 0x0800  # bit 11, APPNOTE 4.4.4 and appendix D
-_VERSION_DEFAULT = 20  # 2.0: directories, data descriptors (APPNOTE 4.4.3.2)
-_VERSION_ZIP64 = 45  # 4.5: ZIP64
-_MADE_BY = (3 << 8) | _VERSION_ZIP64  # Unix (external attributes hold st_mode), spec 4.5
-_MSDOS_DIRECTORY = 0x10
-_ZIP64_EXTRA = 0x0001  # APPNOTE 4.5.3
-_TIMESTAMP_EXTRA = 0x5455  # Info-ZIP extended timestamp (APPNOTE 4.6, extrafld.txt)
-
-
-def _dos_date_time(mtime: float) -> tuple[int, int]:
-    """(date, time) in MS-DOS format, local time as Info-ZIP and ``zipfile`` write it
-    (APPNOTE 4.4.6), clamped to what it can hold (1980 to 2107)."""
-    t = time.localtime(mtime)
-    if t.tm_year < 1980:
-        return (1 << 5) | 1, 0  # 1980-01-01 00:00
-    if t.tm_year > 2107:
-        return (127 << 9) | (12 << 5) | 31, (23 << 11) | (59 << 5) | 29
-    date = ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday
-    return date, (t.tm_hour << 11) | (t.tm_min << 5) | (min(t.tm_sec, 59) // 2)
-
-
-def _timestamp_extra(mtime: float) -> bytes:
-    """The exact UTC modification time, which the DOS fields lack (flags: mtime only)."""
-    seconds = int(mtime)
-    if not 0 <= seconds < 1 << 31:  # read as signed by some unzip versions
-        return b""
-    return struct.pack("<HHBI", _TIMESTAMP_EXTRA, 5, 1, seconds)
-
-
-class Spool(Protocol):
-    """Where :class:`ZipWriter` keeps the central directory (``BytesIO``, a temporary file)."""
-
-    def write(self, data: bytes, /) -> int: ...
-
-    def seek(self, offset: int, whence: int = 0, /) -> int: ...
-
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class _Pending:
-    """What the central directory needs of the entry whose data is being written."""
-
-    name: bytes
-    flags: int
-    offset: int
-    date: int
-    time: int
-    external: int
-    timestamp: bytes
-    zip64_local: bool
-
-
-class ZipWriter:
-    """A streaming ZIP writer: returns the bytes to send, never seeks back (pure, no I/O
-    except writing central directory records to *central*).
-
-    Per file: :meth:`start_file`, the data (the caller sends it and computes its CRC-32), then
-    :meth:`end_file`; per directory: :meth:`directory`; at the end :meth:`finish`.  ZIP64
-    fields appear where a size or offset reaches *zip64_limit* and the ZIP64 end records when
-    the central directory's size, offset or entry count (*count_limit*) need them; both limits
-    are the format's own (0xFFFFFFFF, 0xFFFF: values from which the 32- and 16-bit fields
-    hold the "see ZIP64" marker) and lower only to test those paths with small archives.
-    *central* receives the central directory records until :meth:`finish` reads them back.
-    """
-
-    def __init__(
-        self,
-        central: Spool | None = None,
-        *,
-        zip64_limit: int = 0xFFFFFFFF,
-        count_limit: int = 0xFFFF,
-    ) -> None:
-        self._central = central if central is not None else io.BytesIO()
-        self._zip64_limit = zip64_limit
-        self._count_limit = count_limit
-        #: Bytes of archive returned so far: the offset of the next local header.
-        self.offset = 0
-        self.count = 0
-        self._central_size = 0
-        self._pending: _Pending | None = None
-
-    def directory(self, name: str, mtime: float, mode: int) -> bytes:
-        """The local header of directory *name* (``/`` added if missing); sizes are known."""
-        if self._pending is not None:
-            raise RuntimeError("end_file() the previous file first")
-        if not name.endswith("/"):
-            name += "/"
-        external = ((stat.S_IFDIR | stat.S_IMODE(mode)) << 16) | _MSDOS_DIRECTORY
-        pending = self._local(name, mtime, external, flags=0, zip64_local=False)
-        header = self._local_header(pending, crc=0, size=0)
-        self._record(pending, crc=0, size=0)
-        return header
-
-    def start_file(self, name: str, mtime: float, mode: int, size: int) -> bytes:
-        """The local header of file *name*, whose data (of about *size* bytes, which decides
-        whether ZIP64 sizes are announced: it must not grow past *zip64_limit*) follows."""
-        if self._pending is not None:
-            raise RuntimeError("end_file() the previous file first")
-        external = (stat.S_IFREG | stat.S_IMODE(mode)) << 16
-        # A ZIP64 extra field in the local header is what tells a reader that the data
-        # descriptor holds 8-byte sizes (APPNOTE 4.3.9.2).
-        pending = self._local(
-            name,
-            mtime,
-            external,
-            flags=_FLAG_DATA_DESCRIPTOR,
-            zip64_local=size >= self._zip64_limit,
-        )
-        self._pending = pending
-        return self._local_header(pending, crc=0, size=0)
-
-    def end_file(self, crc: int, size: int) -> bytes:
-        """The data descriptor of the current file, of which *size* bytes with CRC-32 *crc*
-        were sent since :meth:`start_file`."""
-        pending = self._pending
-        if pending is None:
-            raise RuntimeError("no file started")
-        self._pending = None
-        if pending.zip64_local:
-            descriptor = _DESCRIPTOR_64.pack(b"PK\x07\x08", crc, size, size)
-        elif size >= self._zip64_limit:
-            raise ValueError(f"{pending.name!r} grew past the size announced to start_file()")
-        else:
-            descriptor = _DESCRIPTOR_32.pack(b"PK\x07\x08", crc, size, size)
-        self.offset += size + len(descriptor)
-        self._record(pending, crc, size)
-        return descriptor
-
-    def finish(self) -> Iterator[bytes]:
-        """The central directory, then the end records (ZIP64 ones when needed)."""
-        if self._pending is not None:
-            raise RuntimeError("end_file() the last file first")
-        start = self.offset
-        self._central.seek(0)
-        while chunk := self._central.read(CHUNK_TARGET):
-            yield chunk
-        size = self._central_size
-        end_offset = start + size
-        tail = b""
-        if (
-            self.count >= self._count_limit
-            or size >= self._zip64_limit
-            or start >= self._zip64_limit
-        ):
-            tail += _ZIP64_END.pack(
-                b"PK\x06\x06",
-                _ZIP64_END.size - 12,  # what follows the size field itself
-                _MADE_BY,
-                _VERSION_ZIP64,
-                0,
-                0,
-                self.count,
-                self.count,
-                size,
-                start,
-            )
-            tail += _ZIP64_LOCATOR.pack(b"PK\x06\x07", 0, end_offset, 1)
-        count16 = self.count if self.count < self._count_limit else 0xFFFF
-        tail += _END.pack(
-            b"PK\x05\x06",
-            0,
-            0,
-            count16,
-            count16,
-            self._field32(size),
-            self._field32(start),
-            0,
-        )
-        self.offset = end_offset + len(tail)
-        yield tail
-
-    # ---------------------------------------------------------------- helpers
-
-    def _field32(self, value: int) -> int:
-        return 0xFFFFFFFF if value >= self._zip64_limit else value
-
-    def _local(
-        self, name: str, mtime: float, external: int, *, flags: int, zip64_local: bool
-    ) -> _Pending:
-        if not name.isascii():
-            flags |= _FLAG_UTF8
-        date, dos_time = _dos_date_time(mtime)
-        return _Pending(
-            name.encode("utf-8"),
-            flags,
-            self.offset,
-            date,
-            dos_time,
-            external,
-            _timestamp_extra(mtime),
-            zip64_local,
-        )
-
-    def _local_header(self, entry: _Pending, *, crc: int, size: int) -> bytes:
-        extra = entry.timestamp
-        size32 = size
-        version = _VERSION_DEFAULT
-        if entry.zip64_local:
-            # Both sizes MUST be in the local ZIP64 field (APPNOTE 4.5.3); zero, as the
-            # data descriptor has them.
-            extra = struct.pack("<HHQQ", _ZIP64_EXTRA, 16, size, size) + extra
-            size32 = 0xFFFFFFFF
-            version = _VERSION_ZIP64
-        header = (
-            _LOCAL_HEADER.pack(
-                b"PK\x03\x04",
-                version,
-                entry.flags,
-                0,  # stored
-                entry.time,
-                entry.date,
-                crc,
-                size32,
-                size32,
-                len(entry.name),
-                len(extra),
-            )
-            + entry.name
-            + extra
-        )
-        self.offset += len(header)
-        return header
-
-    def _record(self, entry: _Pending, crc: int, size: int) -> None:
-        """Write the central directory record of a finished entry to *central*."""
-        # ZIP64 fields, in this fixed order, only for the fields that overflow (APPNOTE 4.5.3).
-        zip64 = b""
-        size32 = offset32 = 0
-        if size >= self._zip64_limit:
-            zip64 += struct.pack("<QQ", size, size)  # uncompressed, then compressed
-            size32 = 0xFFFFFFFF
-        else:
-            size32 = size
-        if entry.offset >= self._zip64_limit:
-            zip64 += struct.pack("<Q", entry.offset)
-            offset32 = 0xFFFFFFFF
-        else:
-            offset32 = entry.offset
-        extra = entry.timestamp
-        if zip64:
-            extra = struct.pack("<HH", _ZIP64_EXTRA, len(zip64)) + zip64 + extra
-        version = _VERSION_ZIP64 if zip64 or entry.zip64_local else _VERSION_DEFAULT
-        record = (
-            _CENTRAL_HEADER.pack(
-                b"PK\x01\x02",
-                _MADE_BY,
-                version,
-                entry.flags,
-                0,  # stored
-                entry.time,
-                entry.date,
-                crc,
-                size32,
-                size32,
-                len(entry.name),
-                len(extra),
-                0,  # comment length
-                0,  # disk number start
-                0,  # internal attributes
-                entry.external,
-                offset32,
-            )
-            + entry.name
-            + extra
-        )
-        self._central.write(record)
-        self._central_size += len(record)
-        self.count += 1
-
 
 # ---------------------------------------------------------------- tar (pure)
 
@@ -397,169 +101,6 @@ def _tar_header(name: str, st: os.stat_result, *, is_dir: bool) -> bytes:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "strict")
-
-
-# ---------------------------------------------------------------- the walk (blocking)
-
-
-@dataclass(frozen=True)
-class _Found:
-    """An entry to archive: *rel* is its path below the archived directory (``/`` after a
-    directory, empty for the archived directory itself), *real* the path to open, *st* its
-    ``stat`` (a directory's; files are described by ``fstat`` once open)."""
-
-    rel: str
-    real: str
-    st: os.stat_result
-
-    @property
-    def is_dir(self) -> bool:
-        return not self.rel or self.rel.endswith("/")
-
-
-def list_directory(real: str) -> list[str]:
-    """The names in directory *real*, sorted (blocking; ``OSError`` passes through)."""
-    return sorted(os.listdir(real))
-
-
-def read_top(real: str) -> tuple[os.stat_result, list[str]]:
-    """The ``stat`` and sorted names of the archived directory (blocking; ``OSError``
-    passes through)."""
-    return os.stat(real), list_directory(real)
-
-
-def _walk(
-    top_st: os.stat_result,
-    names: list[str],
-    url_dir: str,
-    policy: PathPolicy,
-    may_read: Callable[[str], bool],
-    may_enter: Callable[[str], bool] | None,
-) -> Iterator[_Found | None]:
-    """The entries to archive below the directory (whose ``stat`` and sorted *names* are
-    already read), depth first, each directory before its content.  ``None`` for each entry
-    skipped: a point where the caller may stop even if nothing is archived for a while."""
-    entered = {_identity(top_st)}
-    stack: list[tuple[str, Iterator[str]]] = [("", iter(names))]
-    while stack:
-        rel_dir, pending = stack[-1]
-        name = next(pending, None)
-        if name is None:
-            stack.pop()
-            continue
-        if name.startswith(TEMP_PREFIX) or not _utf8(name):
-            yield None  # an upload in progress; a name no URL can reach
-            continue
-        rel = rel_dir + name
-        try:
-            real = resolve_path_text(policy, url_dir + rel)
-            st = os.stat(real)
-        except HTTPError:
-            yield None  # hidden, or leading out of the root: the policy, not an error
-            continue
-        except OSError as exc:
-            log.info("archive of /%s: skipped %s: %s", url_dir, rel, exc.strerror or exc)
-            yield None  # vanished, a broken link or a loop of links
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            rel += "/"
-            readable = may_read(url_dir + rel)
-            enter = readable if may_enter is None else may_enter(url_dir + rel)
-            if not enter or _identity(st) in entered:
-                yield None  # not for this visitor; already archived (a link, a loop)
-                continue
-            entered.add(_identity(st))
-            try:
-                children = list_directory(real)
-            except OSError as exc:
-                log.warning("archive of /%s: skipped %s: %s", url_dir, rel, exc.strerror or exc)
-                yield None
-                continue
-            # Not readable but entered: only on the way to what is; no entry of its own.
-            yield _Found(rel, real, st) if readable else None
-            stack.append((rel, iter(children)))
-        elif stat.S_ISREG(st.st_mode) and may_read(url_dir + rel):
-            yield _Found(rel, real, st)
-        else:
-            yield None  # a FIFO, socket or device; or not for this visitor
-
-
-def _identity(st: os.stat_result) -> tuple[int, int]:
-    return st.st_dev, st.st_ino
-
-
-def _utf8(name: str) -> bool:
-    """Whether *name* is valid UTF-8 on disk (else ``os`` gave it lone surrogates)."""
-    if name.isascii():
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-class _OpenFile:
-    """A regular file opened for archiving: its descriptor and its ``fstat``."""
-
-    def __init__(self, fd: int, st: os.stat_result) -> None:
-        self.fd = fd
-        self.st = st
-
-    @classmethod
-    def open(cls, found: _Found, label: str) -> _OpenFile | None:
-        """Open *found*; ``None`` (logged) if it cannot be opened or is no longer a file."""
-        try:
-            # O_NONBLOCK: a FIFO swapped in since the walk must not block the thread.
-            fd = os.open(found.real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as exc:
-            log.warning("archive of %s: skipped %s: %s", label, found.rel, exc.strerror or exc)
-            return None
-        try:
-            st = os.fstat(fd)
-        except OSError as exc:
-            os.close(fd)
-            log.warning("archive of %s: skipped %s: %s", label, found.rel, exc.strerror or exc)
-            return None
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            return None
-        return cls(fd, st)
-
-    def chunks(self, label: str, rel: str) -> Iterator[bytes]:
-        """The file's data up to its size when opened; ends early (logged) if it shrank or
-        a read failed."""
-        remaining = self.st.st_size
-        while remaining > 0:
-            try:
-                chunk = os.read(self.fd, min(remaining, READ_SIZE))
-            except OSError as exc:
-                log.warning(
-                    "archive of %s: %s could not be read whole: %s",
-                    label,
-                    rel,
-                    exc.strerror or exc,
-                )
-                return
-            if not chunk:
-                log.warning("archive of %s: %s shrank while it was archived", label, rel)
-                return
-            remaining -= len(chunk)
-            yield chunk
-        try:
-            grown = os.fstat(self.fd).st_size > self.st.st_size
-        except OSError:
-            grown = False
-        if grown:
-            log.warning(
-                "archive of %s: %s grew while it was archived; cut at %d bytes",
-                label,
-                rel,
-                self.st.st_size,
-            )
-
-    def close(self) -> None:
-        os.close(self.fd)
 
 
 # ---------------------------------------------------------------- archive bytes (blocking)
@@ -588,9 +129,9 @@ def archive_chunks(
     starts.  *top* is the folder the entries are put under.  ``close()`` closes whatever file
     is open.  Raises ``ValueError`` for an unknown *fmt*.
     """
-    walk = _walk(top_st, names, url_dir, policy, may_read, may_enter)
+    walk = walk_tree(top_st, names, url_dir, policy, may_read, may_enter)
     # The top folder has an entry of its own only if it may be read (not just entered).
-    top_entry = _Found("", "", top_st) if may_read(url_dir) else None
+    top_entry = Found("", "", top_st) if may_read(url_dir) else None
     label = "/" + url_dir
     if fmt == "zip":
         return _zip_pieces(top_entry, walk, top, label, zip64_limit, count_limit)
@@ -600,8 +141,8 @@ def archive_chunks(
 
 
 def _zip_pieces(
-    top_entry: _Found | None,
-    walk: Iterator[_Found | None],
+    top_entry: Found | None,
+    walk: Iterator[Found | None],
     top: str,
     label: str,
     zip64_limit: int,
@@ -617,7 +158,7 @@ def _zip_pieces(
             if found.is_dir:
                 yield writer.directory(name, found.st.st_mtime, found.st.st_mode)
                 continue
-            file = _OpenFile.open(found, label)
+            file = OpenFile.open(found, label)
             if file is None:
                 yield b""
                 continue
@@ -636,7 +177,7 @@ def _zip_pieces(
 
 
 def _tar_pieces(
-    top_entry: _Found | None, walk: Iterator[_Found | None], top: str, label: str
+    top_entry: Found | None, walk: Iterator[Found | None], top: str, label: str
 ) -> Generator[bytes, None, None]:
     written = 0  # bytes of archive, for the final record padding
     for found in itertools.chain([top_entry], walk):
@@ -649,7 +190,7 @@ def _tar_pieces(
             written += len(header)
             yield header
             continue
-        file = _OpenFile.open(found, label)
+        file = OpenFile.open(found, label)
         if file is None:
             yield b""
             continue
@@ -765,7 +306,7 @@ def _folder_name(url_dir: str, policy: PathPolicy) -> str:
     """The archive's top folder: the directory's last URL segment (the served root's own
     name for the root), never empty."""
     name = url_dir.rstrip("/").rpartition("/")[2] or policy.root.name
-    return name if name and _utf8(name) else "files"
+    return name if name and is_utf8(name) else "files"
 
 
 async def archive_response(

@@ -250,6 +250,7 @@ def render_html(
     can_write: bool = False,
     archives: bool = False,
     upload_url: str | None = None,
+    login: bool = False,
 ) -> str:
     """The HTML page listing *entries* of the directory at *url_path*.
 
@@ -259,7 +260,8 @@ def render_html(
     visitor may upload, create folders and delete here (else no such controls nor script).
     *archives*: link ``?download=zip`` and ``?download=tar.gz``.  *upload_url*: the tus
     endpoint (e.g. ``/uploads/``) large uploads go through; without it every upload is a
-    ``PUT``.
+    ``PUT``.  *login*: link ``?login``, which asks the browser for credentials (for an
+    anonymous visitor when access rules are in force).
     """
     shown = list(_listable(entries, sort, order))
     columns = 4 if can_write else 3
@@ -296,6 +298,8 @@ def render_html(
             f'<a class="button" href="?download=tar.gz" download>{_icon("download")}tar.gz</a>'
             "</span>"
         )
+    if login:
+        tools.append('<a class="button" href="?login" id="login">Log in</a>')
     if can_write:
         tools.append(
             '<span class="group needs-js" id="write-controls">'

@@ -19,36 +19,24 @@ local disks.
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
-import mimetypes
 import os
-import re
 import stat
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 import trio
 
 from ..digests import expected_digests
 from ..errors import HTTPError
-from ..protocol.conditional import (
-    Precondition,
-    evaluate_preconditions,
-    if_range_allows_partial,
-    make_etag,
-)
-from ..protocol.httpdate import format_http_date
-from ..protocol.ranges import RangeNotSatisfiable, make_boundary, multipart_byteranges, parse_range
 from ..request import Request
-from ..response import BaseResponse, FileResponse, Representation, Response
+from ..response import BaseResponse, Response
 from ..routing import App
 from .access import AUTHENTICATE, AccessRules, Visitor
-from .listing import Entry, render_html, render_json
+from .archive import archive_response
+from .listing import Entry, parse_sort, render_html, render_json, render_text
 from .paths import PathPolicy, http_error_for, resolve_path, resolve_path_text
+from .reading import Validators, check_preconditions, file_response
 from .search import SearchLimits, search_response
 from .uploads import TEMP_PREFIX, remove_stale_uploads, write_atomically
 
@@ -56,36 +44,9 @@ __all__ = ["FileServer"]
 
 log = logging.getLogger("trio_http.error")
 
-#: Built-in table only: ``mimetypes.guess_type`` would also read the machine's mime.types,
-#: which makes the answer depend on where the server runs.
-_MIME = mimetypes.MimeTypes()
 _JSON = "application/json"
 _HTML = "text/html; charset=utf-8"
-#: The suffix compression adds to an ETag (see compression.negotiate_and_encode).
-_VARIANT_SUFFIX = re.compile(r'-(?:gzip|br|zstd)"')
-
-
-@functools.lru_cache(maxsize=1024)  # 2 µs per guess, for names that repeat
-def content_type_for(name: str) -> str:
-    content_type, _ = _MIME.guess_type(name, strict=False)
-    return content_type or "application/octet-stream"
-
-
-@dataclass(frozen=True)
-class _Validators:
-    etag: str
-    last_modified: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> _Validators:
-        return cls(make_etag(st.st_ino, st.st_size, st.st_mtime_ns), int(st.st_mtime))
-
-    def headers(self) -> dict[str, str]:
-        return {"etag": self.etag, "last-modified": _format_mtime(self.last_modified)}
-
-
-#: Files keep their modification times, so their Last-Modified values repeat.
-_format_mtime = functools.lru_cache(maxsize=1024)(format_http_date)
+_TEXT = "text/plain; charset=utf-8"
 
 
 class FileServer:
@@ -102,6 +63,7 @@ class FileServer:
         max_ranges: int = 16,
         access: AccessRules | None = None,
         search_limits: SearchLimits | None = None,
+        archives: bool = True,
     ) -> None:
         self.policy = PathPolicy(Path(os.path.realpath(root)), follow_symlinks, allow_hidden)
         self.read_only = read_only
@@ -110,6 +72,10 @@ class FileServer:
         #: Who may read and write what (``--auth``); no rules: everyone may do everything.
         self.access = access or AccessRules.none()
         self.search_limits = search_limits or SearchLimits()
+        #: ``?download=zip|tar.gz`` on directories (``--no-archives`` turns them off).
+        self.archives = archives
+        #: Where the listing page sends large uploads (the tus endpoint), if there is one.
+        self.upload_url: str | None = None
 
     async def visitor(self, request: Request, url_path: str, *, write: bool) -> Visitor:
         """Who is asking, if they may read (*write*: change) *url_path*; else 401 or 403.
@@ -186,103 +152,30 @@ class FileServer:
             os.close(fd)
             return await self._directory(request, Path(path), url_path, visitor)
         try:
-            return self._file_response(request, file, st, name)
+            return file_response(request, file, st, name, max_ranges=self.max_ranges)
         except BaseException:
             file.close()
             raise
 
-    def _file_response(
-        self, request: Request, file: BinaryIO, st: os.stat_result, name: str
-    ) -> BaseResponse:
-        validators = _Validators.of(st)
-        outcome = self._preconditions(request, validators, exists=True)
-        content_type = content_type_for(name)
-        size = st.st_size
-        # What a 304 or 206 stands for: they carry the Vary and ETag its 200 would.
-        representation = Representation(content_type, size)
-        if outcome is Precondition.NOT_MODIFIED:
-            file.close()
-            return Response(status=304, headers=validators.headers(), representation=representation)
-        headers = validators.headers()
-        headers["accept-ranges"] = "bytes"
-        # Range (and so If-Range) is defined for GET only; any other method, HEAD included,
-        # MUST ignore it (RFC 9110 §14.2): a HEAD answers as the HEAD of the 200 would.
-        range_header = request.headers.get("range") if request.method == "GET" else None
-        if range_header is None or not if_range_allows_partial(
-            request.headers.get("if-range"),
-            etag=validators.etag,
-            last_modified=validators.last_modified,
-            # A modification time this recent is a weak validator (RFC 9110 §8.8.2.2).
-            now=time.time(),
-        ):
-            # The whole file as fstat saw it (FileResponse would fstat again without parts).
-            headers["content-type"] = content_type
-            return FileResponse(file, headers=headers, parts=[(0, size)])
-        try:
-            ranges = parse_range(range_header, size, max_ranges=self.max_ranges)
-        except RangeNotSatisfiable:
-            file.close()
-            headers["content-range"] = f"bytes */{size}"
-            raise HTTPError(416, "no satisfiable range", headers=headers) from None
-        if ranges is None:
-            return FileResponse(file, headers=headers, content_type=content_type)
-        if len(ranges) == 1:
-            (byte_range,) = ranges
-            headers["content-range"] = byte_range.content_range(size)
-            return FileResponse(
-                file,
-                206,
-                headers,
-                parts=[(byte_range.start, byte_range.length)],
-                content_type=content_type,
-                representation=representation,
-            )
-        plan = multipart_byteranges(ranges, size, content_type, make_boundary())
-        parts: list[bytes | tuple[int, int]] = []
-        for part_head, byte_range in plan.parts:
-            parts.append(part_head)
-            parts.append((byte_range.start, byte_range.length))
-        parts.append(plan.trailer)
-        return FileResponse(
-            file,
-            206,
-            headers,
-            parts=parts,
-            content_type=plan.content_type,
-            representation=representation,
-        )
-
-    def _preconditions(
-        self, request: Request, validators: _Validators | None, *, exists: bool
-    ) -> Precondition:
-        """Evaluate conditional headers; raise 412, return NOT_MODIFIED or PROCEED."""
-        headers = request.headers
-        if_none_match = headers.get("if-none-match")
-        if if_none_match is not None:
-            # A client revalidating a compressed variant sends its ETag ("...-gzip"); the
-            # variant is unchanged exactly when the file is (compression is deterministic).
-            if_none_match = _VARIANT_SUFFIX.sub('"', if_none_match)
-        outcome = evaluate_preconditions(
-            request.method,
-            if_match=headers.get("if-match"),
-            if_none_match=if_none_match,
-            if_modified_since=headers.get("if-modified-since"),
-            if_unmodified_since=headers.get("if-unmodified-since"),
-            etag=validators.etag if validators else None,
-            last_modified=validators.last_modified if validators else None,
-            exists=exists,
-        )
-        if outcome is Precondition.PRECONDITION_FAILED:
-            raise HTTPError(412, "precondition failed")
-        return outcome
-
     async def _directory(
         self, request: Request, path: Path, url_path: str, visitor: Visitor
-    ) -> Response:
+    ) -> BaseResponse:
         if url_path and not url_path.endswith("/"):
             return await _redirect_to_directory(request)
         if not self.listings:
             raise HTTPError(403, "directory listings are disabled")
+        download = request.query.get("download")
+        if download is not None:
+            if not self.archives:
+                raise HTTPError(403, "folder archives are disabled")
+            return await archive_response(
+                path,
+                url_path,
+                download[0],
+                policy=self.policy,
+                may_read=visitor.can_read,
+                may_enter=visitor.can_reach,
+            )
         terms = request.query.get("q")
         if terms is not None:
             return await search_response(
@@ -300,16 +193,29 @@ class FileServer:
         except OSError as exc:
             raise http_error_for(exc) from None
         shown = "/" + url_path
-        # HTML or JSON by Accept: both variants say so, for caches (RFC 9110 §12.5.5). The
-        # connection merges Accept-Encoding into this field when the listing is compressible.
+        sort, order = parse_sort(request.query)
+        # HTML, JSON or text by Accept: each variant says so, for caches (RFC 9110 §12.5.5).
+        # The finalizer merges Accept-Encoding into this field when the listing is compressible.
         headers = {"vary": "Accept"}
-        if "application/json" in (request.headers.get("accept") or ""):
-            return Response(render_json(shown, entries), headers=headers, content_type=_JSON)
-        return Response(
-            render_html(shown, entries, has_parent=bool(url_path)),
-            headers=headers,
-            content_type=_HTML,
+        accept = request.headers.get("accept") or ""
+        if "application/json" in accept:
+            body = render_json(shown, entries, sort, order)
+            return Response(body, headers=headers, content_type=_JSON)
+        if "text/plain" in accept and "text/html" not in accept:  # browsers and */* get HTML
+            body = render_text(entries, sort, order)
+            return Response(body, headers=headers, content_type=_TEXT)
+        page = render_html(
+            shown,
+            entries,
+            has_parent=bool(url_path),
+            sort=sort,
+            order=order,
+            can_write=not self.read_only and visitor.can_write(url_path),
+            archives=self.archives,
+            upload_url=self.upload_url,
+            login=self.access.enabled and visitor.user is None,
         )
+        return Response(page, headers=headers, content_type=_HTML)
 
     def _scan(self, path: Path, url_path: str, visitor: Visitor) -> list[Entry]:
         """The entries of *path* that the path policy would let a client open, and that
@@ -364,7 +270,7 @@ class FileServer:
             raise HTTPError(404, "no such file")
         if stat.S_ISDIR(st.st_mode):
             raise HTTPError(409, "directories cannot be deleted")
-        self._preconditions(request, _Validators.of(st), exists=True)
+        check_preconditions(request, Validators.of(st), exists=True)
         try:
             os.unlink(path)
         except OSError as exc:
@@ -420,7 +326,7 @@ class FileServer:
         st = self._stat(target, writing=True)
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise HTTPError(409, "a directory has that name")
-        self._preconditions(request, _Validators.of(st) if st else None, exists=st is not None)
+        check_preconditions(request, Validators.of(st) if st else None, exists=st is not None)
         try:
             await trio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
         except (FileExistsError, NotADirectoryError):
