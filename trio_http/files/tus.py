@@ -10,12 +10,11 @@ State is only on disk (:mod:`.tus_store`): every PATCH is ``fsync``-ed before it
 the new offset, the bytes of an interrupted PATCH are kept (and synced), and a server restarted,
 even after ``SIGKILL``, resumes where the data file ends.
 
-One request writes an upload at a time.  A request for an upload that another request of this
-process is writing *takes over*: the older one stops reading, keeps (and syncs) what it
-received, and answers ``409``; the newer one then proceeds, and its ``Upload-Offset`` is
-checked against the offset as it now is.  This is what unsticks a client whose old connection
-died silently (a phone changing cells) without waiting for the body timeout.  A writer in
-another process (``--workers``) cannot be interrupted: the answer is ``423 Locked``.
+One request writes an upload at a time.  A request for an upload another request of this
+process is writing *takes over*: the older one stops, keeps (and syncs) what it received and
+answers ``409``; the newer one proceeds, its ``Upload-Offset`` checked against the offset as
+it now is.  So a client whose old connection died silently (a phone changing cells) need not
+wait for the body timeout.  A writer in another process (``--workers``) gets ``423 Locked``.
 """
 
 from __future__ import annotations
@@ -35,17 +34,16 @@ import trio
 from ..errors import HTTPError
 from ..protocol.httpdate import format_http_date
 from ..protocol.tus import (
-    CHECKSUM_ALGORITHMS,
     CHECKSUM_MISMATCH,
-    EXTENSIONS,
     TUS_VERSION,
     check_content_length,
     check_tus_resumable,
     is_offset_stream,
     is_upload_id,
     new_offset_error,
+    options_headers,
     parse_checksum,
-    parse_metadata,
+    parse_creation,
     parse_size,
 )
 from ..request import Handler, Request
@@ -68,8 +66,7 @@ TAKEOVER_WAIT = 10.0
 _OVERRIDABLE = frozenset({"PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
-async def _allow(request: Request, target: str) -> None:
-    return None
+async def _allow(request: Request, target: str) -> None: ...
 
 
 class _Holder:
@@ -157,9 +154,7 @@ class TusServer:
     # ------------------------------------------------------------------ routes
 
     async def _collection(self, request: Request) -> BaseResponse:
-        if request.method == "OPTIONS":
-            return self._options()
-        return await self._create(request)
+        return self._options() if request.method == "OPTIONS" else await self._create(request)
 
     async def _upload(self, request: Request) -> BaseResponse:
         override = request.headers.get("x-http-method-override")
@@ -200,13 +195,7 @@ class TusServer:
         return await self._patch(request, upload_id, info)
 
     def _options(self) -> Response:
-        headers = {
-            "tus-version": TUS_VERSION,
-            "tus-extension": EXTENSIONS,
-            "tus-max-size": str(self.max_size),
-            "tus-checksum-algorithm": ",".join(CHECKSUM_ALGORITHMS),
-        }
-        return Response(status=204, headers=headers)
+        return Response(status=204, headers=options_headers(self.max_size))
 
     def _look(self, upload_id: str) -> tuple[UploadInfo, int, float]:
         """The upload's info, offset and expiry time (in a worker thread); ``404`` if none."""
@@ -220,23 +209,7 @@ class TusServer:
 
     async def _create(self, request: Request) -> BaseResponse:
         headers = request.headers
-        check_tus_resumable(headers.get("tus-resumable"))
-        if headers.get("upload-defer-length") is not None:
-            # Not offered: the length is what Tus-Max-Size and the disk are checked against.
-            raise HTTPError(400, "Upload-Defer-Length is not supported: send Upload-Length")
-        if headers.get("upload-concat") is not None:
-            raise HTTPError(400, "the concatenation extension is not supported")
-        length = parse_size(headers.get("upload-length"), "Upload-Length")
-        if length > self.max_size:
-            raise HTTPError(413, f"Upload-Length is over this server's {self.max_size} bytes")
-        raw_metadata = headers.get("upload-metadata") or ""
-        filename = parse_metadata(raw_metadata).get("filename")
-        if filename is None:
-            raise HTTPError(400, "Upload-Metadata needs 'filename': the path to write")
-        try:
-            target = filename.decode("utf-8")
-        except UnicodeDecodeError:
-            raise HTTPError(400, "the filename is not valid UTF-8") from None
+        length, target, raw_metadata = parse_creation(headers.get, self.max_size)
         self._target_path(target, creating=True)
         await self.authorize(request, target)
         declared = headers.get("content-length")

@@ -28,7 +28,6 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -253,11 +252,6 @@ class Staging:
         _fsync_dir(target.parent)
         self.forget(upload_id)
         return True
-
-    def read_chunks(self, upload_id: str) -> Iterator[bytes]:
-        with open(self.data_path(upload_id), "rb", buffering=0) as file:
-            while chunk := file.read(COPY_CHUNK):
-                yield chunk
 
     def remove(self, upload_id: str) -> None:
         """Delete the data file (call it holding the lock) and then the rest."""

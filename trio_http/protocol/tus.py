@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
+from typing import NamedTuple
 
 from ..errors import HTTPError
 
@@ -20,12 +22,15 @@ __all__ = [
     "EXTENSIONS",
     "OFFSET_STREAM",
     "TUS_VERSION",
+    "Creation",
     "check_content_length",
     "check_tus_resumable",
     "is_offset_stream",
     "is_upload_id",
     "new_offset_error",
+    "options_headers",
     "parse_checksum",
+    "parse_creation",
     "parse_metadata",
     "parse_size",
 ]
@@ -158,3 +163,49 @@ def check_content_length(declared: str | None, offset: int, length: int) -> None
             400,
             f"the body ({size} bytes at offset {offset}) goes past Upload-Length ({length})",
         )
+
+
+class Creation(NamedTuple):
+    """What a creation request (``POST``) asks for."""
+
+    length: int
+    #: The target: the ``filename`` metadata, a path relative to the served directory.
+    target: str
+    #: ``Upload-Metadata`` as sent (HEAD answers with it).
+    metadata: str
+
+
+def parse_creation(header: Callable[[str], str | None], max_size: int) -> Creation:
+    """Check a creation request's fields (Creation extension), read with *header*.
+
+    ``412`` for another protocol version; ``400`` for ``Upload-Defer-Length`` (not offered:
+    the length is what the limit and the disk are checked against), ``Upload-Concat`` (not
+    offered), a missing or malformed ``Upload-Length`` or ``Upload-Metadata``, or no UTF-8
+    ``filename``; ``413`` for a length over *max_size*.
+    """
+    check_tus_resumable(header("tus-resumable"))
+    if header("upload-defer-length") is not None:
+        raise HTTPError(400, "Upload-Defer-Length is not supported: send Upload-Length")
+    if header("upload-concat") is not None:
+        raise HTTPError(400, "the concatenation extension is not supported")
+    length = parse_size(header("upload-length"), "Upload-Length")
+    if length > max_size:
+        raise HTTPError(413, f"Upload-Length is over this server's {max_size} bytes")
+    metadata = header("upload-metadata") or ""
+    filename = parse_metadata(metadata).get("filename")
+    if filename is None:
+        raise HTTPError(400, "Upload-Metadata needs 'filename': the path to write")
+    try:
+        return Creation(length, filename.decode("utf-8"), metadata)
+    except UnicodeDecodeError:
+        raise HTTPError(400, "the filename is not valid UTF-8") from None
+
+
+def options_headers(max_size: int) -> dict[str, str]:
+    """The answer to ``OPTIONS`` (Core Protocol, OPTIONS; Checksum extension)."""
+    return {
+        "tus-version": TUS_VERSION,
+        "tus-extension": EXTENSIONS,
+        "tus-max-size": str(max_size),
+        "tus-checksum-algorithm": ",".join(CHECKSUM_ALGORITHMS),
+    }
