@@ -102,7 +102,11 @@ async def read_head(
             timeout = None if wait_until is None else wait_until - trio.current_time()
         data = await transport.receive(waiting_for, timeout, HEAD_RECEIVE_SIZE)
         waiting_for = "head"
-        started = _feed(conn, transport, data, at_start=not started) or started
+        if not started and data[:1] in (b"\r", b"\n"):
+            data = skip_empty_lines(data)  # RFC 9112 §2.2
+        if data or transport.eof:  # b"" tells h11 the client closed
+            conn.receive_data(data)
+        started = started or bool(data)
         event = parse_head(conn, client)
         if event is EMPTY_LINE:  # a CR and its LF in separate reads: too rare to recover
             return HTTPError(400, "no request line received", close=True)
@@ -110,21 +114,12 @@ async def read_head(
             return event
 
 
-def _feed(conn: h11.Connection, transport: Transport, data: bytes, *, at_start: bool) -> bool:
-    """Give h11 bytes of a head; returns whether any were more than empty lines."""
-    if at_start and data[:1] in (b"\r", b"\n"):
-        data = skip_empty_lines(data)
-    if data or transport.eof:  # b"" tells h11 the client closed
-        conn.receive_data(data)
-    return bool(data)
-
-
 def restart_after_empty_lines(conn: h11.Connection, max_header_size: int) -> h11.Connection:
     """A fresh h11 connection holding what *conn* had buffered, minus the empty lines first.
 
     h11 refuses an empty line before a request line; RFC 9112 §2.2 says to ignore it (an old
     client's stray CRLF after a body, say).  Bytes read from the transport are cleaned before
-    h11 sees them (``_feed``); this handles those already in h11's buffer, which cannot be
+    h11 sees them (in ``read_head``); this handles those already in h11's buffer, which cannot be
     edited, at the start of a cycle, when no other state is worth keeping.
     """
     pending, closed = conn.trailing_data
