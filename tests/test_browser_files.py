@@ -580,3 +580,25 @@ def test_read_only_visitors_get_no_write_controls(site: Path, browser: webdriver
         for selector in ("#upload-files", "#upload-folder", "#new-folder", "button.delete"):
             assert browser.find_elements(By.CSS_SELECTOR, selector) == [], selector
         assert "MKCOL" not in browser.page_source
+
+
+def test_the_page_works_under_a_strict_content_security_policy(
+    site: Path, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """``--header 'Content-Security-Policy: default-src 'self''`` forbids inline code: the
+    page links its CSS and scripts (served by the file server), so it still works."""
+    (site / "csp").mkdir()
+    source = tmp_path / "under-csp.txt"
+    source.write_bytes(b"allowed\n")
+    policy = "Content-Security-Policy: default-src 'self'"
+    with running_server("--directory", str(site), "--header", policy, "--no-access-log") as csp:
+        open_folder(browser, csp, "csp/")  # fails unless listing.js ran
+        require_write_controls(browser)
+        # The stylesheet applied (the icon sprite is out of the flow, the table styled).
+        position = browser.execute_script(
+            "return getComputedStyle(document.querySelector('svg.sprite')).position"
+        )
+        assert position == "absolute"
+        browser.find_element(By.ID, "upload-files").send_keys(str(source))
+        target = site / "csp" / source.name
+        wait_for(browser, arrived(target, b"allowed\n"), "upload.js did not run under the CSP")

@@ -789,3 +789,24 @@ async def test_mkcol_refuses_hidden_names_bodies_and_the_root(
     with_body = await client.request("MKCOL", "/files/x/", body=b"<xml/>")
     assert with_body.status == 415 and not (root / "x").exists()
     assert (await client.request("MKCOL", "/files/")).status == 405
+
+
+async def test_internal_names_are_never_reachable_even_with_hidden_files_shown(
+    tmp_path: Path,
+) -> None:
+    staging = tmp_path / f"{TEMP_PREFIX}tus"
+    staging.mkdir()
+    (staging / "x.tus-info").write_text("{}")
+    async with TestClient(build_app(tmp_path, allow_hidden=True)) as client:
+        for method, path in [
+            ("GET", f"/files/{TEMP_PREFIX}tus/x.tus-info"),
+            ("PUT", f"/files/{TEMP_PREFIX}tus/x.tus-info"),
+            ("DELETE", f"/files/{TEMP_PREFIX}tus/x.tus-info"),
+            ("MKCOL", f"/files/{TEMP_PREFIX}tus/new/"),
+            ("GET", f"/files/{TEMP_PREFIX}tus/"),
+        ]:
+            response = await client.request(method, path, body=b"x" if method == "PUT" else b"")
+            assert response.status == 404, (method, path, response.status)
+        listing = await client.get("/files/", headers={"accept": "application/json"})
+        assert json.loads(listing.body)["entries"] == []
+    assert (staging / "x.tus-info").read_text() == "{}"

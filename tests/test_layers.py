@@ -22,6 +22,7 @@ PURE = [
     "trio_http.protocol.ranges",
     "trio_http.protocol.accept_encoding",
     "trio_http.protocol.digest",
+    "trio_http.protocol.tus",
     "trio_http.files.listing",
     "trio_http.asgi.proxy",
     "trio_http.asgi.types",

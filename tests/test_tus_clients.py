@@ -17,13 +17,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from blackbox import HOST, LISTENING, REPO, ServerProcess, start_process
+from blackbox import HOST, LISTENING, REPO, ServerProcess, serve_argv, start_process
 from tusclient import client as tus_client
 
 from trio_http.files.tus_store import STAGING_NAME
@@ -37,37 +36,13 @@ UPLOAD_SIZE = int(os.environ.get("TUS_UPLOAD_SIZE", 64 * MiB))
 CHUNK_SIZE = 4 * MiB
 NODE_DIR = REPO / "tests" / "node"
 
-SERVER = """
-import sys, trio, trio_http
-from pathlib import Path
-from trio_http import ServerConfig
-from trio_http.files import FileServer
-from trio_http.files.tus import TusServer
-from trio_http.routing import App
-
-async def main() -> None:
-    root = Path(sys.argv[1])
-    app = App()
-    files = FileServer(root)
-    files.install(app)
-    tus = TusServer(root, files.policy, max_size=int(sys.argv[2]))
-    tus.install(app)
-    config = ServerConfig(access_log=False, max_body_size=int(sys.argv[2]))
-    async with trio.open_nursery() as nursery:
-        await nursery.start(tus.expire_periodically)
-        [(host, port), *_] = await nursery.start(
-            lambda task_status: trio_http.serve(
-                app, "127.0.0.1", 0, config=config, task_status=task_status
-            )
-        )
-        print(f"listening on http://{host}:{port}", file=sys.stderr, flush=True)
-
-trio.run(main)
-"""
-
 
 def start_server(root: Path) -> ServerProcess:
-    server = start_process([sys.executable, "-c", SERVER, str(root), str(2 * UPLOAD_SIZE)])
+    # The real command a user runs: tus is at /uploads/ of every writable `serve --directory`.
+    limit = str(2 * UPLOAD_SIZE)
+    server = start_process(
+        serve_argv("--directory", str(root), "--max-body-size", limit, "--no-access-log")
+    )
     match = server._stderr.wait_for(LISTENING, 30)
     if match is None:
         server.kill()

@@ -6,16 +6,20 @@ They use nothing but the public route layer, so they double as its first example
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import HTTPError
 from .files import FileServer
 from .files.access import AccessRules
+from .files.tus import TusServer
 from .request import Request
 from .response import Response
 from .routing import App
 
-__all__ = ["build_app"]
+__all__ = ["BuiltApp", "ResumableUploads", "build", "build_app"]
 
 
 async def root(request: Request) -> Response:
@@ -53,7 +57,27 @@ async def healthz(request: Request) -> Response:
 _HEALTHY = b'{"status": "ok"}'
 
 
-def build_app(
+@dataclass(frozen=True)
+class ResumableUploads:
+    """The tus endpoint at ``/uploads/`` (see :class:`~trio_http.files.tus.TusServer`)."""
+
+    #: Largest ``Upload-Length`` (``--max-body-size``).
+    max_size: int = 1024**3
+    #: Unfinished uploads not written for this long are removed (``--upload-expiry``).
+    expiry: float = 24 * 3600.0
+    #: Unfinished uploads at once; more get ``503``.
+    max_uploads: int = 100
+
+
+@dataclass(frozen=True)
+class BuiltApp:
+    """The app, and what must run beside it while it serves (the expiry of tus uploads)."""
+
+    app: App
+    background: tuple[Callable[[], Awaitable[None]], ...] = ()
+
+
+def build(
     directory: Path | None = None,
     *,
     read_only: bool = False,
@@ -62,21 +86,49 @@ def build_app(
     listings: bool = True,
     access: AccessRules | None = None,
     archives: bool = True,
-) -> App:
-    """The app ``trio-http serve`` runs; without *directory* there are no ``/files`` routes."""
+    uploads: ResumableUploads | None = ResumableUploads(),
+) -> BuiltApp:
+    """What ``trio-http serve`` runs; without *directory* there are no ``/files`` routes.
+
+    Unless *read_only* or *uploads* is ``None``, resumable uploads are at ``/uploads/``, for
+    the same paths and under the same access rules as ``PUT``.
+    """
     app = App()
     app.add_route("/", root, ["GET"])
     app.add_route("/echo/{text}", echo, ["GET"])
     app.add_route("/user-agent", user_agent, ["GET"])
     app.add_route("/healthz", healthz, ["GET"])
-    if directory is not None:
-        FileServer(
-            directory,
-            read_only=read_only,
-            follow_symlinks=follow_symlinks,
-            allow_hidden=allow_hidden,
-            listings=listings,
-            access=access,
-            archives=archives,
-        ).install(app)
-    return app
+    if directory is None:
+        return BuiltApp(app)
+    files = FileServer(
+        directory,
+        read_only=read_only,
+        follow_symlinks=follow_symlinks,
+        allow_hidden=allow_hidden,
+        listings=listings,
+        access=access,
+        archives=archives,
+    )
+    files.install(app)
+    if read_only or uploads is None:
+        return BuiltApp(app)
+
+    async def may_write(request: Request, target: str) -> None:
+        await files.visitor(request, target, write=True)
+
+    tus = TusServer(
+        files.policy.root,
+        files.policy,
+        max_size=uploads.max_size,
+        expiry=uploads.expiry,
+        max_uploads=uploads.max_uploads,
+        authorize=may_write,
+    )
+    tus.install(app)
+    files.upload_url = tus.prefix + "/"
+    return BuiltApp(app, (tus.expire_periodically,))
+
+
+def build_app(directory: Path | None = None, **options: Any) -> App:
+    """:func:`build`'s app alone (tests, and programs that run no background tasks)."""
+    return build(directory, **options).app

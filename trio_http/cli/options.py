@@ -63,6 +63,13 @@ def seconds(text: str) -> float | None:
     return None if value == 0 else value
 
 
+def positive_seconds(text: str) -> float:
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"seconds must be more than 0: {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

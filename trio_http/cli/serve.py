@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 
 from ..accesslog import LogFormat
-from ..builtin import build_app
+from ..builtin import ResumableUploads, build
 from ..cors import CorsPolicy, with_cors
 from ..files.access import AccessRules
 from ..files.uploads import remove_stale_uploads
@@ -24,6 +24,7 @@ from .options import (
     add_max_body_size,
     config_from_args,
     load_tls,
+    positive_seconds,
 )
 from .process import configure_logging, run_server, run_workers
 
@@ -78,6 +79,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="access rules, one per line (keeps passwords out of ps)",
     )
     add_max_body_size(files)
+    files.add_argument(
+        "--upload-expiry",
+        type=positive_seconds,
+        default=ResumableUploads.expiry,
+        metavar="S",
+        help="remove unfinished resumable uploads (tus, at /uploads/) not written for S",
+    )
 
     add_limit_options(
         serve.add_argument_group("timeouts and limits (seconds; 0 disables a timeout)")
@@ -120,7 +128,7 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         )
     if args.workers > 1:
         return run_workers(args, argv)
-    app = build_app(
+    built = build(
         directory,
         read_only=args.read_only,
         follow_symlinks=args.follow_symlinks,
@@ -128,7 +136,9 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         listings=not args.no_listing,
         access=access,
         archives=not args.no_archives,
+        uploads=ResumableUploads(max_size=args.max_body_size, expiry=args.upload_expiry),
     )
+    app = built.app
     handler: Handler = app if cors is None else with_cors(app, cors)
     access_format: LogFormat = args.access_log_format
     config = config_from_args(args, compression=not args.no_compression)
@@ -138,6 +148,8 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
     mode = "read-only" if args.read_only else "read-write"
 
     def after_listening(nursery: trio.Nursery) -> None:
+        for task in built.background:
+            nursery.start_soon(task)
         if not args.read_only:
             # Uploads a killed server left half-written; in the background, so a large tree
             # does not delay listening.  Live uploads (other workers') hold a lock and stay.

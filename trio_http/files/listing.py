@@ -8,8 +8,11 @@ visitor who may write (``can_write``), uploads (plain ``PUT``, or tus for large 
 ``upload_url`` is given), new folders (``MKCOL``) and deletes; a visitor who may not write gets
 none of those controls, nor their script.
 
-The page's CSS, scripts and icons ship in ``assets/`` and are read once, at import, and inlined:
-a page is one response, with nothing fetched from elsewhere at run time.
+The page's CSS, scripts and icons ship in ``assets/`` and are read once, at import.  By default
+they are inlined (a page is one response); with *assets_url* the CSS and scripts are linked
+there instead (:data:`ASSETS`, which :class:`~.server.FileServer` serves), so the page also
+works under a ``Content-Security-Policy`` that forbids inline code.  Nothing is ever fetched
+from elsewhere.
 
 Names are HTML-escaped in text and percent-quoted in links, so a file called ``<script>`` or
 ``a b#?.txt`` shows and links correctly.  Names that are not valid UTF-8 on disk (``os`` gives
@@ -18,6 +21,7 @@ them lone surrogates) cannot be written in a UTF-8 page nor linked, so they are 
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import time
@@ -29,6 +33,8 @@ from urllib.parse import quote
 from ..protocol.httpdate import format_http_date
 
 __all__ = [
+    "ASSETS",
+    "ASSETS_VERSION",
     "ORDERS",
     "SORT_KEYS",
     "Entry",
@@ -176,6 +182,29 @@ _ICONS = _asset("icons.svg").strip()
 _SCRIPT = _asset("listing.js")
 #: Only for visitors who may write: uploads, new folders, deletes.
 _WRITE_SCRIPT = _asset("upload.js")
+#: What a page links to when it does not inline: name -> (content, content type).
+ASSETS = {
+    "listing.css": (_CSS, "text/css; charset=utf-8"),
+    "listing.js": (_SCRIPT, "text/javascript; charset=utf-8"),
+    "upload.js": (_WRITE_SCRIPT, "text/javascript; charset=utf-8"),
+}
+#: Changes whenever an asset does: linked as ``?v=``, so the assets can be cached for good.
+_ALL_ASSETS = "".join(text for text, _ in ASSETS.values()).encode("utf-8")
+ASSETS_VERSION = hashlib.sha256(_ALL_ASSETS).hexdigest()[:12]
+
+
+def _style(assets_url: str | None) -> str:
+    if assets_url is None:
+        return f"<style>{_CSS}</style>"
+    href = html.escape(f"{assets_url}listing.css?v={ASSETS_VERSION}", quote=True)
+    return f'<link rel="stylesheet" href="{href}">'
+
+
+def _script(name: str, text: str, assets_url: str | None) -> str:
+    if assets_url is None:
+        return f"<script>{text}</script>"
+    src = html.escape(f"{assets_url}{name}?v={ASSETS_VERSION}", quote=True)
+    return f'<script src="{src}"></script>'
 
 
 def _icon(name: str) -> str:
@@ -251,6 +280,7 @@ def render_html(
     archives: bool = False,
     upload_url: str | None = None,
     login: bool = False,
+    assets_url: str | None = None,
 ) -> str:
     """The HTML page listing *entries* of the directory at *url_path*.
 
@@ -261,7 +291,8 @@ def render_html(
     *archives*: link ``?download=zip`` and ``?download=tar.gz``.  *upload_url*: the tus
     endpoint (e.g. ``/uploads/``) large uploads go through; without it every upload is a
     ``PUT``.  *login*: link ``?login``, which asks the browser for credentials (for an
-    anonymous visitor when access rules are in force).
+    anonymous visitor when access rules are in force).  *assets_url*: link the CSS and
+    scripts there (``.../`` serving :data:`ASSETS`) rather than inline them.
     """
     shown = list(_listable(entries, sort, order))
     columns = 4 if can_write else 3
@@ -322,7 +353,7 @@ def render_html(
         '<p class="hint needs-js">Drop files or folders anywhere on this page to upload them'
         " here.</p>\n"
         '<div id="drop-hint" aria-hidden="true">Drop to upload here</div>\n'
-        f"<script>{_WRITE_SCRIPT}</script>\n"
+        f"{_script('upload.js', _WRITE_SCRIPT, assets_url)}\n"
         if can_write
         else ""
     )
@@ -330,7 +361,7 @@ def render_html(
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="color-scheme" content="light dark">\n'
-        f"<title>{title}</title>\n<style>{_CSS}</style></head>\n"
+        f"<title>{title}</title>\n{_style(assets_url)}</head>\n"
         f"<body{data}>\n{_ICONS}\n"
         f'<h1>Index of <span class="crumbs">{_breadcrumbs(url_path)}</span></h1>\n'
         f'<div class="bar">{"".join(tools)}</div>\n'
@@ -339,7 +370,7 @@ def render_html(
         + "\n".join(rows)
         + "\n</tbody></table>\n"
         f"{write_tail}"
-        f"<script>{_SCRIPT}</script>\n</body></html>\n"
+        f"{_script('listing.js', _SCRIPT, assets_url)}\n</body></html>\n"
     )
 
 

@@ -29,7 +29,11 @@ from pathlib import Path
 
 from ..errors import HTTPError
 
-__all__ = ["PathPolicy", "http_error_for", "resolve_path", "resolve_path_text"]
+__all__ = ["INTERNAL_PREFIX", "PathPolicy", "http_error_for", "resolve_path", "resolve_path_text"]
+
+#: Names the server keeps for itself (upload temporary files, the tus staging folder): never
+#: served, listed or written through a URL (404), even with hidden files shown.
+INTERNAL_PREFIX = ".trio-http-"
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,9 @@ def resolve_path_text(policy: PathPolicy, url_path: str) -> str:
     ``os.open``, and building a ``Path`` costs more than the walk below the root.
 
     A trailing ``/`` is allowed (a directory URL); the empty string is the root itself.
-    Raises ``HTTPError(400)`` for a malformed path, ``HTTPError(403)`` for a hidden name or one
-    that resolves outside the root, and what :func:`http_error_for` makes of an ``lstat``
+    Raises ``HTTPError(400)`` for a malformed path, ``HTTPError(404)`` for the server's own
+    names (:data:`INTERNAL_PREFIX`), ``HTTPError(403)`` for a hidden name or one that resolves
+    outside the root, and what :func:`http_error_for` makes of an ``lstat``
     that fails otherwise than for a missing name (``414`` for a name too long, ``403`` for a
     directory that cannot be searched).  The path need not exist.
     """
@@ -133,6 +138,8 @@ def resolve_path_text(policy: PathPolicy, url_path: str) -> str:
     for segment in segments:
         if segment in ("", ".", ".."):
             raise HTTPError(400, "path has an empty, '.' or '..' segment")
+        if segment.startswith(INTERNAL_PREFIX):
+            raise _not_found()
         if segment.startswith(".") and not policy.allow_hidden:
             raise HTTPError(403, "hidden files are not served")
     real, followed_link = _real_path_below(policy._root_text, segments)
@@ -145,12 +152,11 @@ def resolve_path_text(policy: PathPolicy, url_path: str) -> str:
     inside = resolved == root or root in resolved.parents
     if not inside and not policy.follow_symlinks:
         raise HTTPError(403, "path leads outside the served directory")
-    # A symlink with an ordinary name may point at a hidden file.
-    if (
-        inside
-        and not policy.allow_hidden
-        and any(part.startswith(".") for part in resolved.relative_to(root).parts)
-    ):
+    # A symlink with an ordinary name may point at a hidden or an internal file.
+    parts = resolved.relative_to(root).parts if inside else ()
+    if any(part.startswith(INTERNAL_PREFIX) for part in parts):
+        raise _not_found()
+    if not policy.allow_hidden and any(part.startswith(".") for part in parts):
         raise HTTPError(403, "hidden files are not served")
     return real
 

@@ -34,7 +34,7 @@ from ..response import BaseResponse, Response
 from ..routing import App
 from .access import AUTHENTICATE, AccessRules, Visitor
 from .archive import archive_response
-from .listing import Entry, parse_sort, render_html, render_json, render_text
+from .listing import ASSETS, Entry, parse_sort, render_html, render_json, render_text
 from .paths import PathPolicy, http_error_for, resolve_path, resolve_path_text
 from .reading import Validators, check_preconditions, file_response
 from .search import SearchLimits, search_response
@@ -76,6 +76,8 @@ class FileServer:
         self.archives = archives
         #: Where the listing page sends large uploads (the tus endpoint), if there is one.
         self.upload_url: str | None = None
+        #: Where the listing page's CSS and scripts are served (set by :meth:`install`).
+        self.assets_url: str | None = None
 
     async def visitor(self, request: Request, url_path: str, *, write: bool) -> Visitor:
         """Who is asking, if they may read (*write*: change) *url_path*; else 401 or 403.
@@ -106,6 +108,11 @@ class FileServer:
         pattern = base + "/{path:path}"
         if base:
             app.add_route(base, _redirect_to_directory, ["GET"])
+        # The listing page's CSS and scripts, at exact paths (looked up before the pattern),
+        # under a hidden name that no file can be served as.
+        self.assets_url = base + "/.trio-http/"
+        for name in ASSETS:
+            app.add_route(self.assets_url + name, _serve_asset, ["GET"])
         app.add_route(pattern, self.get, ["GET"])
         if self.read_only:
             # Registered, so the answer is 405 with Allow rather than 501 "unknown method".
@@ -214,6 +221,7 @@ class FileServer:
             archives=self.archives,
             upload_url=self.upload_url,
             login=self.access.enabled and visitor.user is None,
+            assets_url=self.assets_url,
         )
         return Response(page, headers=headers, content_type=_HTML)
 
@@ -343,6 +351,13 @@ class FileServer:
             # Disk full (507), a directory created under the target's name meanwhile (409) ...
             raise http_error_for(exc, writing=True) from None
         return st is None
+
+
+async def _serve_asset(request: Request) -> Response:
+    """One of the listing page's assets; its URL carries a version, so it is cached for good."""
+    text, content_type = ASSETS[request.path.rpartition("/")[2]]
+    headers = {"cache-control": "public, max-age=31536000, immutable"}
+    return Response(text, headers=headers, content_type=content_type)
 
 
 async def _redirect_to_directory(request: Request) -> Response:
