@@ -277,3 +277,74 @@ def test_share_a_folder_upload_from_the_browser_download_and_search(tmp_path: Pa
                 "private/report-secret.txt",
                 "public/holiday/photos/annual report 2024.pdf",
             ]
+
+
+# ---------------------------------------------------------------------------- CORS
+
+#: Run in a page on another origin: fetch a listing as JSON, a file, part of a file (its
+#: Content-Range) and, with an Authorization header (so after a preflight), a listing only
+#: ``me`` may read; what the script could read, or the error it got.
+CROSS_ORIGIN_FETCH = """
+const [base, done] = arguments;
+(async () => {
+  try {
+    const listing = await fetch(`${base}/files/public/`, {headers: {Accept: "application/json"}});
+    const entries = (await listing.json()).entries.map((entry) => entry.name);
+    const file = await fetch(`${base}/files/public/hello.txt`);
+    const part = await fetch(`${base}/files/public/hello.txt`, {headers: {Range: "bytes=0-4"}});
+    const mine = await fetch(`${base}/files/private/`, {
+      headers: {Accept: "application/json", Authorization: `Basic ${btoa("me:secret")}`},
+    });
+    done({
+      listing: [listing.status, entries],
+      file: [file.status, file.headers.get("ETag"), await file.text()],
+      part: [part.status, part.headers.get("Content-Range"), await part.text()],
+      mine: [mine.status, (await mine.json()).entries.map((entry) => entry.name)],
+    });
+  } catch (error) {
+    done({error: `${error.name}: ${error.message}`});
+  }
+})();
+"""
+
+#: What the script reads from a server that lets its origin read.
+READABLE = {
+    "listing": [200, ["hello.txt"]],
+    "part": [206, "bytes 0-4/12", "hello"],
+    "mine": [200, ["secret.txt"]],
+}
+
+
+def test_a_page_on_another_origin_reads_listings_under_cors(tmp_path: Path) -> None:
+    root, pages = tmp_path / "share", tmp_path / "pages"
+    write_tree(root, {"public/hello.txt": b"hello world\n", "private/secret.txt": b"me only"})
+    write_tree(pages, {"app.html": b"<!doctype html><title>another site</title><p>app</p>"})
+    share = ("--directory", str(root), *RULES, "--no-access-log")
+    with contextlib.ExitStack() as stack:
+        site = stack.enter_context(running_server("--directory", str(pages), "--no-access-log"))
+        servers = {
+            "--cors": stack.enter_context(running_server(*share, "--cors")),
+            "--cors-origin (this page)": stack.enter_context(
+                running_server(*share, "--cors-origin", site.url)
+            ),
+            "--cors-origin (another)": stack.enter_context(
+                running_server(*share, "--cors-origin", "http://other.example")
+            ),
+            "no CORS": stack.enter_context(running_server(*share)),
+        }
+        browser = stack.enter_context(fresh_browser())
+        browser.set_script_timeout(20)
+        browser.get(f"{site.url}/files/app.html")
+        assert browser.title == "another site"
+        read: dict[str, Any] = {
+            name: browser.execute_async_script(CROSS_ORIGIN_FETCH, server.url)
+            for name, server in servers.items()
+        }
+        etag = httpx.get(f"{servers['no CORS'].url}/files/public/hello.txt").headers["etag"]
+
+    for name in ("--cors", "--cors-origin (this page)"):
+        assert "error" not in read[name], (name, read[name])
+        assert read[name]["file"] == [200, etag, "hello world\n"], (name, read[name])
+        assert {key: read[name][key] for key in READABLE} == READABLE, (name, read[name])
+    for name in ("--cors-origin (another)", "no CORS"):
+        assert read[name] == {"error": "TypeError: Failed to fetch"}, (name, read[name])
