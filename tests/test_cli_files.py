@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 import shutil
@@ -141,3 +143,31 @@ def test_reachable_urls_keeps_specific_addresses_and_expands_wildcards() -> None
     urls = reachable_urls("http", [("0.0.0.0", 80)])
     assert urls[0] == "http://127.0.0.1:80"  # loopback first
     assert all(url.startswith("http://") and url.endswith(":80") for url in urls)
+
+
+def test_curl_upload_with_a_wrong_content_digest_changes_nothing(tmp_path: Path) -> None:
+    """Issue 15's check: ``curl -T`` with a wrong ``Content-Digest`` leaves the directory as
+    it was; the right one stores the file, and a download can be verified the same way."""
+    source = tmp_path / "upload.bin"
+    data = bytes(range(256)) * 4096
+    source.write_bytes(data)
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "keep.bin").write_bytes(b"old")
+    good = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    bad = base64.b64encode(hashlib.sha256(b"something else").digest()).decode()
+    with running_server("--directory", str(served), "--no-access-log") as server:
+        url = f"http://{HOST}:{server.port}/files/keep.bin"
+        code = ["-o", "/dev/null", "-w", "%{http_code}"]
+        refused = curl("-T", str(source), "-H", f"Content-Digest: sha-256=:{bad}:", *code, url)
+        assert refused.stdout == b"400"
+        assert sorted(p.name for p in served.iterdir()) == ["keep.bin"]
+        assert (served / "keep.bin").read_bytes() == b"old"
+        stored = curl("-T", str(source), "-H", f"Content-Digest: sha-256=:{good}:", *code, url)
+        assert stored.stdout == b"204"
+        head = curl("-sI", "-H", "Want-Repr-Digest: sha-256=1", url)
+    assert (served / "keep.bin").read_bytes() == data
+    fields = dict(
+        line.split(": ", 1) for line in head.stdout.decode().splitlines()[1:] if ": " in line
+    )
+    assert {k.lower(): v for k, v in fields.items()}["repr-digest"] == f"sha-256=:{good}:"
