@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blackbox import ServerProcess, running_server
+from blackbox import LISTENING, ServerProcess, running_server, serve_argv, start_process
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
@@ -602,3 +602,55 @@ def test_the_page_works_under_a_strict_content_security_policy(
         browser.find_element(By.ID, "upload-files").send_keys(str(source))
         target = site / "csp" / source.name
         wait_for(browser, arrived(target, b"allowed\n"), "upload.js did not run under the CSP")
+
+
+def test_a_tus_upload_survives_the_server_being_killed_and_restarted(
+    site: Path, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    """The page retries a piece whose connection died, asks the restarted server where the
+    upload stands, and finishes it: no click, nothing lost."""
+    (site / "killed").mkdir()
+    source = tmp_path / "survivor.bin"
+    data = os.urandom(20 * 1024 * 1024)
+    source.write_bytes(data)
+    target = site / "killed" / source.name
+    first = start_process(serve_argv("--directory", str(site), "--no-access-log"))
+    restarted: ServerProcess | None = None
+    try:
+        match = first._stderr.wait_for(LISTENING, WAIT)
+        assert match is not None, first.stderr_text()
+        first.port = int(match["port"])
+        open_folder(browser, first, "killed/")
+        require_tus(browser)
+        # 4 MiB/s: each 8 MiB piece takes two seconds, so the kill lands mid-PATCH.
+        browser.execute_cdp_cmd("Network.enable", {})
+        browser.execute_cdp_cmd(
+            "Network.emulateNetworkConditions",
+            {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 4 << 20},
+        )
+        browser.execute_script("localStorage.clear();" + RECORD_REQUESTS)
+        browser.find_element(By.ID, "upload-files").send_keys(str(source))
+        wait_for(
+            browser,
+            lambda: ("PATCH", 204) in [(m, s) for m, _, s in requests_made(browser)],
+            "the first piece was not stored",
+        )
+        first.kill()  # SIGKILL, mid-way through the second piece
+        restarted = start_process(
+            serve_argv("--directory", str(site), "--no-access-log", "--port", str(first.port))
+        )
+        wait_for(browser, arrived(target, data), f"{target} did not arrive intact", 60)
+        wait_for(
+            browser,
+            lambda: upload_states(browser) == {source.name: "done"},
+            "the upload is not shown as done",
+        )
+        made = [(method, status) for method, _, status in requests_made(browser)]
+        assert ("PATCH", 0) in made, made  # the piece the kill cut
+        assert made.index(("HEAD", 200)) > made.index(("PATCH", 0)), made
+        assert [m for m, _ in made].count("POST") == 1, made
+    finally:
+        browser.execute_cdp_cmd("Network.disable", {})
+        first.kill()
+        if restarted is not None:
+            assert restarted.stop() == 0

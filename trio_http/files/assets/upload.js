@@ -11,6 +11,10 @@
   const TUS_THRESHOLD = 8 * 1024 * 1024;
   const TUS_CHUNK = 8 * 1024 * 1024;
   const TUS_HEADERS = { "Tus-Resumable": "1.0.0" };
+  // Waits before resending a tus piece after a dropped connection, a 423 (another request
+  // still writing) or a 5xx; then HEAD tells where to go on.  Beyond them the upload fails
+  // and resumes when the same file is sent again.
+  const TUS_RETRY_DELAYS = [1000, 2000, 4000, 8000, 16000];
   const PARALLEL = 3; // files sent at once; the others wait in the queue
 
   const body = document.body;
@@ -192,24 +196,36 @@
         this.state.textContent = "Resuming";
       }
       let retried = false;
+      let failures = 0;
       while (offset < file.size) {
         const start = offset;
         const chunk = file.slice(start, Math.min(start + TUS_CHUNK, file.size));
-        const xhr = await this.request(
-          "PATCH",
-          url,
-          {
-            ...TUS_HEADERS,
-            "Upload-Offset": String(start),
-            "Content-Type": "application/offset+octet-stream",
-          },
-          chunk,
-          (n) => this.progress(start + n),
-        );
+        let xhr;
+        try {
+          xhr = await this.request(
+            "PATCH",
+            url,
+            {
+              ...TUS_HEADERS,
+              "Upload-Offset": String(start),
+              "Content-Type": "application/offset+octet-stream",
+            },
+            chunk,
+            (n) => this.progress(start + n),
+          );
+        } catch (error) {
+          if (this.cancelled || failures >= TUS_RETRY_DELAYS.length) throw error;
+          offset = await this.tusRetry(url, TUS_RETRY_DELAYS[failures++], start, error);
+          continue;
+        }
         if (xhr.status === 204 || xhr.status === 200) {
           offset = readOffset(xhr);
           if (offset === null || offset <= start) throw new Error("the server made no progress");
           retried = false;
+          failures = 0;
+        } else if ((xhr.status === 423 || xhr.status >= 500) && failures < TUS_RETRY_DELAYS.length) {
+          const error = new Error(explainXhr(xhr));
+          offset = await this.tusRetry(url, TUS_RETRY_DELAYS[failures++], start, error);
         } else if (xhr.status === 409 && !retried) {
           // Our offset was not the server's (an earlier PATCH got further than we saw).
           retried = true;
@@ -222,6 +238,24 @@
         this.progress(offset);
       }
       localStorage.removeItem(key);
+    }
+
+    // After a failed piece: wait (a cancel ends the wait), then ask the server how much it
+    // has.  If that request fails too, go on from *start*: a 409 will correct it.
+    async tusRetry(url, delay, start, error) {
+      this.state.textContent = "Reconnecting";
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      if (this.cancelled) throw new Error("cancelled");
+      let offset;
+      try {
+        offset = await this.tusOffset(url);
+      } catch (headError) {
+        if (this.cancelled) throw headError;
+        return start;
+      }
+      if (offset === null) throw error; // the server no longer knows the upload
+      this.state.textContent = "Resuming";
+      return offset;
     }
 
     // The server's offset for an upload URL, or null when it no longer knows the upload.
