@@ -8,6 +8,7 @@ from the connection's own stream, so nothing is lost in the hand-over.
 from __future__ import annotations
 
 import logging
+import os
 
 import h11
 import trio
@@ -68,12 +69,24 @@ class UpgradedStream(trio.abc.HalfCloseableStream):
 
     :attr:`going_away` is set when the server shuts down: the protocol should say goodbye
     (a WebSocket sends ``1001``) and finish within the graceful timeout.
+
+    Over plain TCP it reads and writes the socket's descriptor itself, as the HTTP side's
+    SocketTransport does: a read waits first and then reads (trio's tries a ``recv`` first,
+    which fails once per message), and a write the socket takes whole needs no scheduler
+    round; every ``_FAIR_SENDS``-th such write yields, so a task that only sends cannot starve
+    the others (bench/ab_cpu.py ws-echo-1k).
     """
+
+    #: Writes in a row that may complete without yielding to other tasks.
+    _FAIR_SENDS = 16
 
     def __init__(self, stream: trio.abc.Stream, pending: bytes) -> None:
         self._stream = stream
         self._pending = pending
         self.going_away = trio.Event()
+        self._socket = stream.socket if type(stream) is trio.SocketStream else None
+        self._sending = False  # a write that blocked is in progress (through trio)
+        self._sends_without_yield = 0
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._pending:
@@ -81,10 +94,50 @@ class UpgradedStream(trio.abc.HalfCloseableStream):
             size = len(self._pending) if max_bytes is None else max_bytes
             data, self._pending = self._pending[:size], self._pending[size:]
             return data
-        return bytes(await self._stream.receive_some(max_bytes))
+        if self._socket is None:
+            return bytes(await self._stream.receive_some(max_bytes))
+        while True:
+            await trio.lowlevel.wait_readable(self._fileno())
+            self._sends_without_yield = 0
+            try:
+                return os.read(self._fileno(), max_bytes or _READ_SIZE)
+            except BlockingIOError:
+                continue  # a spurious wake-up
+            except OSError as exc:
+                raise trio.BrokenResourceError(str(exc)) from exc
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        if self._socket is None or self._sending:  # (trio refuses a second sender then)
+            await self._stream.send_all(data)
+            return
+        await trio.lowlevel.checkpoint_if_cancelled()
+        try:
+            sent = os.write(self._fileno(), data)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        if sent == len(data):
+            self._sends_without_yield += 1
+            if self._sends_without_yield >= self._FAIR_SENDS:
+                self._sends_without_yield = 0
+                await trio.lowlevel.cancel_shielded_checkpoint()
+            return
+        self._sending = True
+        try:
+            await self._stream.send_all(memoryview(data)[sent:])
+        finally:
+            self._sending = False
+        self._sends_without_yield = 0
+
+    def _fileno(self) -> int:
+        """The descriptor, checked each time: after a close its number may belong to another
+        connection."""
+        assert self._socket is not None
+        fd = self._socket.fileno()
+        if fd < 0:
+            raise trio.ClosedResourceError("the stream is closed")
+        return fd
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
@@ -96,3 +149,7 @@ class UpgradedStream(trio.abc.HalfCloseableStream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+#: What a read asks for when the protocol does not say.
+_READ_SIZE = 64 * 1024

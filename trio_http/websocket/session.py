@@ -224,7 +224,10 @@ class WebSocket:
         self.messages_in += 1
         self.bytes_in += _size(message)
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._inbox_writer.send(message)  # (closing: nobody will receive it)
+            try:  # without a checkpoint when there is room: the reader yields at its next read
+                self._inbox_writer.send_nowait(message)
+            except trio.WouldBlock:  # the application is behind: wait for it (back-pressure)
+                await self._inbox_writer.send(message)  # (closing: nobody will receive it)
 
     async def _on_close(self, event: CloseConnection) -> None:
         state = self._protocol.state
@@ -279,12 +282,20 @@ class WebSocket:
             data = self._protocol.send(event)
         except LocalProtocolError:  # the state moved on (the peer closed) since the caller looked
             raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
-        async with self._write_lock:
-            try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                self._lost("the connection was lost")
-                raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
+        # The lock only matters while another send is blocked mid-frame; free, it is taken
+        # without the scheduler round of `async with` (one per message otherwise).
+        lock = self._write_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self._lost("the connection was lost")
+            raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
+        finally:
+            lock.release()
 
     async def _fail(self, code: int, reason: str) -> None:
         """Close at once after a violation or a timeout: send the code, don't wait long."""
