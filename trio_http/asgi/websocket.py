@@ -85,7 +85,8 @@ class _Cycle:
             self._connected = True
             await trio.lowlevel.checkpoint()
             return {"type": "websocket.connect"}
-        await self._decided.wait()
+        if not self._decided.is_set():  # (set, wait() would still cost a scheduler round)
+            await self._decided.wait()
         try:
             data = await self.websocket.receive()
         except (WebSocketClosed, RuntimeError) as exc:

@@ -96,11 +96,13 @@ class UpgradedStream(trio.abc.HalfCloseableStream):
             return data
         if self._socket is None:
             return bytes(await self._stream.receive_some(max_bytes))
+        fd = self._fileno()
         while True:
-            await trio.lowlevel.wait_readable(self._fileno())
+            # (A close meanwhile wakes the wait with ClosedResourceError: trio notifies it.)
+            await trio.lowlevel.wait_readable(fd)
             self._sends_without_yield = 0
             try:
-                return os.read(self._fileno(), max_bytes or _READ_SIZE)
+                return os.read(fd, max_bytes or _READ_SIZE)
             except BlockingIOError:
                 continue  # a spurious wake-up
             except OSError as exc:

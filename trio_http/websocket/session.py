@@ -15,6 +15,7 @@ Violations close with the RFC 6455 codes: wsproto reports ``1002`` (protocol err
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -64,6 +65,53 @@ class WebSocketClosed(Exception):
         return f"WebSocket closed ({self.code}{': ' + self.reason if self.reason else ''})"
 
 
+class _Inbox:
+    """Whole messages the reader has queued and the application has not received: at most
+    *size*, then :meth:`put` waits (an application that stops receiving stops the reading).
+
+    What a trio memory channel did here, without its exception (``WouldBlock``) and its
+    scheduler round per message: a message goes straight to a waiting receiver.
+    """
+
+    __slots__ = ("_arrived", "_messages", "_room", "_size", "ended")
+
+    def __init__(self, size: int) -> None:
+        self._messages: collections.deque[Data] = collections.deque()
+        self._size = size
+        self._arrived = trio.lowlevel.ParkingLot()  # receivers waiting for a message
+        self._room = trio.lowlevel.ParkingLot()  # the reader waiting for room
+        #: No more messages will be queued; receivers get what is left, then EndOfChannel.
+        self.ended = False
+
+    async def put(self, message: Data) -> None:
+        """Queue *message* (dropped once ended), waiting while the inbox is full."""
+        while len(self._messages) >= self._size and not self.ended:
+            await self._room.park()
+        if not self.ended:
+            self._messages.append(message)
+            if self._arrived:
+                self._arrived.unpark()
+
+    async def get(self) -> Data:
+        """The next message.  Raises ``trio.EndOfChannel`` once ended and empty."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while not self._messages:
+            if self.ended:
+                raise trio.EndOfChannel
+            await self._arrived.park()
+        if self._room:
+            self._room.unpark()
+        return self._messages.popleft()
+
+    def end(self, *, discard: bool = False) -> None:
+        """Queue nothing more; with *discard*, drop what is queued too."""
+        self.ended = True
+        if discard:
+            self._messages.clear()
+        self._arrived.unpark_all()
+        self._room.unpark_all()
+
+
 class WebSocket:
     """A WebSocket for a handler: :meth:`accept` it (or return a response instead), then
     :meth:`receive` and :meth:`send` messages (``str`` for text, ``bytes`` for binary),
@@ -89,8 +137,9 @@ class WebSocket:
         self._nursery = nursery
         self._stream: trio.abc.Stream | None = None
         self._protocol = Connection(ConnectionType.SERVER)
-        self._write_lock = trio.Lock()
-        self._inbox_writer, self._inbox = trio.open_memory_channel[Data](settings.queue_size)
+        self._sending = False  # a frame is being written (one at a time on the wire)
+        self._send_turn = trio.lowlevel.ParkingLot()  # senders waiting for it to end
+        self._inbox = _Inbox(settings.queue_size)
         self._closed = trio.Event()
         self._pong = trio.Event()
         self._ping_payload = b""
@@ -122,8 +171,8 @@ class WebSocket:
         if self.state == "connecting":
             raise RuntimeError("accept the WebSocket before receiving")
         try:
-            return await self._inbox.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
+            return await self._inbox.get()
+        except trio.EndOfChannel:
             raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
 
     async def send(self, data: Data) -> None:
@@ -148,7 +197,7 @@ class WebSocket:
             return
         self.state = "closing"
         self.close_code, self.close_reason = code, reason
-        self._inbox.close()  # the reader drops messages from now on
+        self._inbox.end(discard=True)  # the reader drops messages from now on
         with trio.move_on_after(self._settings.close_timeout):
             with contextlib.suppress(WebSocketClosed):  # already lost: nothing to wait for
                 await self._send(CloseConnection(code=code, reason=reason or None))
@@ -201,7 +250,7 @@ class WebSocket:
                             await self._fail(1009, "message too big")
                             return
                         if event.message_finished:
-                            await self._deliver(parts)
+                            await self._deliver(parts, size)
                             parts, size = [], 0
                     elif isinstance(event, Ping):
                         if self._protocol.state is ConnectionState.OPEN:  # not once closing
@@ -215,19 +264,17 @@ class WebSocket:
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, WebSocketClosed):
             self._lost("the connection was lost")
 
-    async def _deliver(self, parts: list[Data]) -> None:
-        message: Data = (
-            "".join(p for p in parts if isinstance(p, str))
-            if isinstance(parts[0], str)
-            else b"".join(p for p in parts if isinstance(p, bytes))
-        )
+    async def _deliver(self, parts: list[Data], size: int) -> None:
+        message: Data
+        if len(parts) == 1:  # the usual case: a message in one frame
+            message = parts[0]
+        elif isinstance(parts[0], str):
+            message = "".join(p for p in parts if isinstance(p, str))
+        else:
+            message = b"".join(p for p in parts if isinstance(p, bytes))
         self.messages_in += 1
-        self.bytes_in += _size(message)
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            try:  # without a checkpoint when there is room: the reader yields at its next read
-                self._inbox_writer.send_nowait(message)
-            except trio.WouldBlock:  # the application is behind: wait for it (back-pressure)
-                await self._inbox_writer.send(message)  # (closing: nobody will receive it)
+        self.bytes_in += size
+        await self._inbox.put(message)  # (closing: nobody will receive it, it is dropped)
 
     async def _on_close(self, event: CloseConnection) -> None:
         state = self._protocol.state
@@ -282,26 +329,26 @@ class WebSocket:
             data = self._protocol.send(event)
         except LocalProtocolError:  # the state moved on (the peer closed) since the caller looked
             raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
-        # The lock only matters while another send is blocked mid-frame; free, it is taken
-        # without the scheduler round of `async with` (one per message otherwise).
-        lock = self._write_lock
-        if lock.locked():
-            await lock.acquire()
-        else:
-            lock.acquire_nowait()
+        # One frame at a time: wait only while another send is blocked mid-frame (a trio.Lock
+        # cost a scheduler round, or its bookkeeping, per message: bench/ab_cpu.py).
+        while self._sending:
+            await self._send_turn.park()
+        self._sending = True
         try:
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             self._lost("the connection was lost")
             raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
         finally:
-            lock.release()
+            self._sending = False
+            if self._send_turn:
+                self._send_turn.unpark()
 
     async def _fail(self, code: int, reason: str) -> None:
         """Close at once after a violation or a timeout: send the code, don't wait long."""
         self.state = "closing"
         self.close_code, self.close_reason = code, reason
-        self._inbox_writer.close()
+        self._inbox.end()
         with trio.move_on_after(1):
             with contextlib.suppress(WebSocketClosed):
                 await self._send(CloseConnection(code=code, reason=reason))
@@ -312,12 +359,12 @@ class WebSocket:
             self.close_code, self.close_reason = 1006, why
         self.state = "closed"
         self._closed.set()
-        self._inbox_writer.close()
+        self._inbox.end()
 
     async def _finish(self) -> None:
         self.state = "closed"
         self._closed.set()
-        self._inbox_writer.close()
+        self._inbox.end()
         if self._stream is not None:
             await trio.aclose_forcefully(self._stream)
 
