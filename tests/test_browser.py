@@ -7,37 +7,18 @@ test fails rather than skips without them.  The screenshot of the listing is wri
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from blackbox import running_server
+from chromium import chromium as headless_chromium
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 def chromium() -> webdriver.Chrome:
-    binary = shutil.which("chromium")
-    driver = shutil.which("chromedriver")
-    assert binary and driver, "chromium and chromium-driver are required: ./test.sh installs them"
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    # The flags a sandboxed root without a network needs (see .library/env).
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1000,700",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    return headless_chromium()
 
 
 def test_browser_loads_listing_and_follows_a_link(tmp_path: Path) -> None:

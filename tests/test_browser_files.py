@@ -14,16 +14,15 @@ fail rather than skip.  Every wait is bounded (WebDriverWait polling, no sleeps)
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from blackbox import LISTENING, ServerProcess, running_server, serve_argv, start_process
+from chromium import chromium as headless_chromium
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.alert import Alert
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -43,27 +42,7 @@ NO_WRITE_CONTROLS = (
 
 
 def chromium() -> webdriver.Chrome:
-    binary = shutil.which("chromium")
-    driver = shutil.which("chromedriver")
-    assert binary and driver, "chromium and chromium-driver are required: ./test.sh installs them"
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    # The flags a sandboxed root without a network needs (see .library/env).
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1100,760",
-    ):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    browser.set_page_load_timeout(WAIT)
-    return browser
+    return headless_chromium(window=(1100, 760), page_load_timeout=WAIT)
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,15 @@ the browsers are driven from a worker thread.
 from __future__ import annotations
 
 import importlib
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 import trio
+from chromium import chromium as headless_chromium
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions
@@ -45,27 +44,8 @@ def chat_app() -> App:
 
 
 def chromium(profile: Path) -> webdriver.Chrome:
-    """Headless Chromium with its own profile directory (tests/test_browser.py's flags)."""
-    binary = shutil.which("chromium")
-    driver = shutil.which("chromedriver")
-    assert binary and driver, "chromium and chromium-driver are required: ./test.sh installs them"
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=800,600",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    browser.set_page_load_timeout(WAIT)
+    """Headless Chromium with its own profile directory."""
+    browser = headless_chromium(window=(800, 600), profile=profile, page_load_timeout=WAIT)
     browser.set_script_timeout(WAIT)
     return browser
 

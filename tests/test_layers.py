@@ -24,6 +24,7 @@ PURE = [
     "trio_http.protocol.digest",
     "trio_http.protocol.tus",
     "trio_http.files.listing",
+    "trio_http.files.display",
     "trio_http.asgi.proxy",
     "trio_http.asgi.types",
     "trio_http.asgi.scope",

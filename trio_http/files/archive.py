@@ -55,8 +55,9 @@ import trio
 
 from ..errors import HTTPError
 from ..response import StreamingResponse
+from .display import is_utf8
 from .paths import PathPolicy, http_error_for
-from .treewalk import READ_SIZE, Found, OpenFile, is_utf8, read_top, walk_tree
+from .treewalk import READ_SIZE, Found, OpenFile, read_top, walk_tree
 from .zipwriter import ZipWriter
 
 __all__ = [

@@ -31,6 +31,7 @@ from importlib import resources
 from urllib.parse import quote
 
 from ..protocol.httpdate import format_http_date
+from .display import human_size, is_utf8
 
 __all__ = [
     "ASSETS",
@@ -122,27 +123,10 @@ def sort_entries(entries: Iterable[Entry], key: str = "name", order: str = "asc"
 
 def _listable(entries: Iterable[Entry], key: str, order: str) -> list[Entry]:
     """Sorted entries whose names a UTF-8 page can hold (see the module docstring)."""
-    return [e for e in sort_entries(entries, key, order) if _is_utf8(e.name)]
-
-
-def _is_utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    return [e for e in sort_entries(entries, key, order) if is_utf8(e.name)]
 
 
 # ---------------------------------------------------------------------------- formatting
-
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _http_date(mtime: float) -> str | None:
@@ -247,7 +231,7 @@ def _row(entry: Entry, can_write: bool) -> str:
         kind, size = "dir", '<td class="size">-</td>'
     else:
         kind = "file"
-        size = f'<td class="size" title="{entry.size} bytes">{_human_size(entry.size)}</td>'
+        size = f'<td class="size" title="{entry.size} bytes">{human_size(entry.size)}</td>'
     cells = [
         f'<td class="name">{_icon(kind)}{link}</td>',
         size,

@@ -41,6 +41,7 @@ import trio
 from ..errors import HTTPError
 from ..protocol.httpdate import format_http_date
 from ..response import Response
+from .display import human_size, is_utf8
 from .paths import PathPolicy, http_error_for, resolve_path
 from .uploads import TEMP_PREFIX
 
@@ -180,7 +181,7 @@ def search_tree(
                         raise _Stop(f"stopped after {limits.max_seconds:g} seconds")
                     seen += 1
                     name = item.name
-                    if name.startswith(TEMP_PREFIX) or not _utf8(name):
+                    if name.startswith(TEMP_PREFIX) or not is_utf8(name):
                         continue  # an upload in progress; a name no URL can reach
                     rel = rel_dir + name
                     try:
@@ -212,27 +213,7 @@ def search_tree(
     return SearchResult("/" + url_dir, term, matches, reason is not None, reason)
 
 
-def _utf8(name: str) -> bool:
-    """Whether *name* is valid UTF-8 on disk (else ``os`` gave it lone surrogates)."""
-    if name.isascii():
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 # ---------------------------------------------------------------- rendering (pure)
-
-
-def _human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} TiB"
 
 
 #: Close to the listing's look (listing.py), with a light and a dark scheme.
@@ -257,7 +238,7 @@ def render_search_html(result: SearchResult) -> str:
     title = html.escape(f"Search for {result.term} in {result.directory}")
     rows = []
     for match in result.matches:
-        size = "-" if match.is_dir else _human_size(match.size)
+        size = "-" if match.is_dir else human_size(match.size)
         rows.append(
             f'<tr><td><a href="{html.escape(quote(match.path), quote=True)}">'
             f"{html.escape(match.path)}</a></td>"

@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..errors import HTTPError
+from .display import is_utf8
 from .paths import PathPolicy, resolve_path_text
 from .uploads import TEMP_PREFIX
 
-__all__ = ["READ_SIZE", "Found", "OpenFile", "is_utf8", "list_directory", "read_top", "walk_tree"]
+__all__ = ["READ_SIZE", "Found", "OpenFile", "list_directory", "read_top", "walk_tree"]
 
 log = logging.getLogger("trio_http.error")
 
@@ -107,17 +108,6 @@ def walk_tree(
 
 def _identity(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
-
-
-def is_utf8(name: str) -> bool:
-    """Whether *name* is valid UTF-8 on disk (else ``os`` gave it lone surrogates)."""
-    if name.isascii():
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class OpenFile:

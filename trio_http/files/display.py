@@ -1,0 +1,30 @@
+"""How names and sizes are shown to people (pure: listings, search results, archives)."""
+
+from __future__ import annotations
+
+__all__ = ["human_size", "is_utf8"]
+
+
+def is_utf8(name: str) -> bool:
+    """Whether *name* is valid UTF-8 on disk (else ``os`` gave it lone surrogates).
+
+    Such a name can be neither written in a UTF-8 page nor named by a URL, so listings,
+    search and archives leave it out.
+    """
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def human_size(size: int) -> str:
+    """``512 B``, ``683.6 KiB``, ``1.5 GiB`` (binary units, one decimal)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
