@@ -38,7 +38,7 @@ from .listing import ASSETS, Entry, parse_sort, render_html, render_json, render
 from .paths import PathPolicy, http_error_for, resolve_path, resolve_path_text
 from .reading import Validators, check_preconditions, file_response
 from .search import SearchLimits, search_response
-from .uploads import TEMP_PREFIX, remove_stale_uploads, write_atomically
+from .uploads import TEMP_PREFIX, make_parent_directories, remove_stale_uploads, write_atomically
 
 __all__ = ["FileServer"]
 
@@ -335,12 +335,7 @@ class FileServer:
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise HTTPError(409, "a directory has that name")
         check_preconditions(request, Validators.of(st) if st else None, exists=st is not None)
-        try:
-            await trio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
-        except (FileExistsError, NotADirectoryError):
-            raise HTTPError(409, "a parent of that path is a file") from None
-        except OSError as exc:
-            raise http_error_for(exc, writing=True) from None
+        await make_parent_directories(target)
         # The parent may now exist through a symlink created meanwhile: check again.
         resolve_path(self.policy, url_path)
         try:

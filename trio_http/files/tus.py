@@ -51,7 +51,7 @@ from ..response import BaseResponse, Response
 from ..routing import App
 from .paths import PathPolicy, http_error_for, resolve_path
 from .tus_store import COPY_CHUNK, Busy, Staging, UploadInfo, WriteState, storage_error
-from .uploads import TEMP_PREFIX, WRITE_BUFFER_SIZE, write_atomically
+from .uploads import TEMP_PREFIX, WRITE_BUFFER_SIZE, make_parent_directories, write_atomically
 
 __all__ = ["Authorize", "TusServer"]
 
@@ -348,12 +348,7 @@ class TusServer:
         The upload stays (and an empty PATCH at its end retries) if the target is refused.
         """
         target = self._target_path(info.target, creating=False)
-        try:
-            await trio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
-        except (FileExistsError, NotADirectoryError):
-            raise HTTPError(409, "a parent of the target is a file") from None
-        except OSError as exc:
-            raise http_error_for(exc, writing=True) from None
+        await make_parent_directories(target)
         target = self._target_path(info.target, creating=False)  # a symlink may have appeared
         try:
             if not await trio.to_thread.run_sync(self.staging.finish, upload_id, fd, target):

@@ -32,11 +32,18 @@ import trio
 from ..digests import DigestMismatch
 from ..errors import HTTPError
 from ..protocol.digest import ExpectedDigest, new_hash
+from .paths import http_error_for
 
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-__all__ = ["TEMP_PREFIX", "TEMP_SUFFIX", "remove_stale_uploads", "write_atomically"]
+__all__ = [
+    "TEMP_PREFIX",
+    "TEMP_SUFFIX",
+    "make_parent_directories",
+    "remove_stale_uploads",
+    "write_atomically",
+]
 
 log = logging.getLogger("trio_http.error")
 
@@ -45,6 +52,20 @@ WRITE_BUFFER_SIZE = 1024 * 1024
 #: Temporary upload files: hidden, so never listed or served, and recognisable.
 TEMP_PREFIX = ".trio-http-upload-"
 TEMP_SUFFIX = ".part"
+
+
+async def make_parent_directories(target: Path) -> None:
+    """Create *target*'s missing parent directories, like ``mkdir -p`` (in a worker thread).
+
+    Raises ``HTTPError(409)`` when a parent is a file, or what
+    :func:`~.paths.http_error_for` makes of another ``OSError``.
+    """
+    try:
+        await trio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
+    except (FileExistsError, NotADirectoryError):
+        raise HTTPError(409, "a parent of that path is a file") from None
+    except OSError as exc:
+        raise http_error_for(exc, writing=True) from None
 
 
 def _read_umask() -> int:
