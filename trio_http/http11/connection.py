@@ -210,7 +210,7 @@ class HTTPConnection:
         if self._transport.deadline.waiting_for == "idle":
             self._transport.deadline.cancel()
         elif self._upgraded is not None:
-            self._upgraded.going_away.set()  # the protocol says goodbye its own way
+            self._upgraded.go_away()  # the protocol says goodbye its own way
 
     # ---------------------------------------------------------------- reading
 
@@ -367,7 +367,7 @@ class HTTPConnection:
         head = self._finalizer.switching_protocols(Headers(headers))
         self._upgraded = await switch(self._conn, self._writer, self._transport, request, head)
         if self._registry.draining:  # the drain came before the switch: tell the protocol now
-            self._upgraded.going_away.set()
+            self._upgraded.go_away()
         return self._upgraded
 
     async def _switch_protocols(self, request: Request | None, upgrade: Upgrade) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 import h11
 import trio
@@ -67,8 +68,10 @@ async def hand_over(upgrade: Upgrade, stream: UpgradedStream, peer: str) -> None
 class UpgradedStream(trio.abc.HalfCloseableStream):
     """*stream*, with *pending* bytes put back in front of what it receives.
 
-    :attr:`going_away` is set when the server shuts down: the protocol should say goodbye
-    (a WebSocket sends ``1001``) and finish within the graceful timeout.
+    :attr:`going_away` is set when the server shuts down (:meth:`go_away`): the protocol
+    should say goodbye (a WebSocket sends ``1001``) and finish within the graceful timeout.
+    Rather than a task waiting for it, a protocol may register a callback with
+    :meth:`on_going_away` (a task per idle connection is memory: bench ws-idle).
 
     Over plain TCP it reads and writes the socket's descriptor itself, as the HTTP side's
     SocketTransport does: a read waits first and then reads (trio's tries a ``recv`` first,
@@ -84,9 +87,25 @@ class UpgradedStream(trio.abc.HalfCloseableStream):
         self._stream = stream
         self._pending = pending
         self.going_away = trio.Event()
+        self._going_away_callbacks: list[Callable[[], object]] = []
         self._socket = stream.socket if type(stream) is trio.SocketStream else None
         self._sending = False  # a write that blocked is in progress (through trio)
         self._sends_without_yield = 0
+
+    def go_away(self) -> None:
+        """The server is shutting down: set :attr:`going_away`, run the callbacks."""
+        if not self.going_away.is_set():
+            self.going_away.set()
+            for callback in self._going_away_callbacks:
+                callback()
+
+    def on_going_away(self, callback: Callable[[], object]) -> None:
+        """Call *callback* (synchronously, in the task that drains) when the server shuts
+        down, or now if it already is."""
+        if self.going_away.is_set():
+            callback()
+        else:
+            self._going_away_callbacks.append(callback)
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._pending:

@@ -1,4 +1,4 @@
-"""One WebSocket after its handshake: wsproto for the frames, three small tasks around it.
+"""One WebSocket after its handshake: wsproto for the frames, small tasks around it.
 
 A :class:`WebSocket` runs, beside the application's code:
 
@@ -7,7 +7,8 @@ A :class:`WebSocket` runs, beside the application's code:
   TCP slows the client down; memory stays bounded);
 - a **keep-alive** that pings every ``ping_interval`` and closes with ``1011`` a peer that does
   not answer within ``ping_timeout`` (so an idle socket is bounded too);
-- a **goodbye** that closes with ``1001`` when the server shuts down.
+- a **goodbye** that closes with ``1001`` when the server shuts down (started then, by the
+  stream's ``on_going_away`` callback, so an idle WebSocket has two tasks, not three).
 
 Violations close with the RFC 6455 codes: wsproto reports ``1002`` (protocol error) and ``1007``
 (invalid UTF-8); a message over ``max_size`` (counted inflated, see deflate.py) gives ``1009``.
@@ -15,7 +16,6 @@ Violations close with the RFC 6455 codes: wsproto reports ``1002`` (protocol err
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import math
@@ -76,7 +76,9 @@ class _Inbox:
     __slots__ = ("_arrived", "_messages", "_room", "_size", "ended")
 
     def __init__(self, size: int) -> None:
-        self._messages: collections.deque[Data] = collections.deque()
+        # A list, not a deque: an empty deque is 600 bytes per idle WebSocket, and pop(0)
+        # moves at most queue_size pointers.
+        self._messages: list[Data] = []
         self._size = size
         self._arrived = trio.lowlevel.ParkingLot()  # receivers waiting for a message
         self._room = trio.lowlevel.ParkingLot()  # the reader waiting for room
@@ -101,7 +103,7 @@ class _Inbox:
             await self._arrived.park()
         if self._room:
             self._room.unpark()
-        return self._messages.popleft()
+        return self._messages.pop(0)
 
     def end(self, *, discard: bool = False) -> None:
         """Queue nothing more; with *discard*, drop what is queued too."""
@@ -141,7 +143,7 @@ class WebSocket:
         self._send_turn = trio.lowlevel.ParkingLot()  # senders waiting for it to end
         self._inbox = _Inbox(settings.queue_size)
         self._closed = trio.Event()
-        self._pong = trio.Event()
+        self._pong: trio.Event | None = None  # made per ping (an Event per idle WebSocket)
         self._ping_payload = b""
 
     # ---------------------------------------------------------------- the API
@@ -160,11 +162,15 @@ class WebSocket:
         self._protocol = Connection(ConnectionType.SERVER, [extension] if extension else [])
         self.subprotocol = subprotocol
         self.state = "open"
-        self._nursery.start_soon(self._read)
-        self._nursery.start_soon(self._keep_alive)
-        going_away = getattr(self._stream, "going_away", None)
-        if isinstance(going_away, trio.Event):
-            self._nursery.start_soon(self._goodbye, going_away)
+        # Constant task names: trio formats one per task otherwise (memory per WebSocket).
+        self._nursery.start_soon(self._read, name="websocket reader")
+        if self._settings.ping_interval is not None:
+            self._nursery.start_soon(self._keep_alive, name="websocket keep-alive")
+        on_going_away = getattr(self._stream, "on_going_away", None)
+        if on_going_away is not None:  # an UpgradedStream: no task waits for the shutdown
+            on_going_away(self._going_away)
+        elif isinstance(going_away := getattr(self._stream, "going_away", None), trio.Event):
+            self._nursery.start_soon(self._goodbye, going_away, name="websocket goodbye")
 
     async def receive(self) -> Data:
         """The next message.  Raises :class:`WebSocketClosed` once the WebSocket is closed."""
@@ -256,7 +262,7 @@ class WebSocket:
                         if self._protocol.state is ConnectionState.OPEN:  # not once closing
                             await self._send(event.response())
                     elif isinstance(event, Pong):
-                        if event.payload == self._ping_payload:
+                        if self._pong is not None and event.payload == self._ping_payload:
                             self._pong.set()
                     elif isinstance(event, CloseConnection):
                         await self._on_close(event)
@@ -301,7 +307,7 @@ class WebSocket:
             await trio.sleep(interval)
             if self.state != "open":
                 return
-            self._pong = trio.Event()
+            self._pong = pong = trio.Event()
             self._ping_payload = os.urandom(4)
             # The send is inside the timeout too: a peer that stops reading blocks it.
             with trio.move_on_after(math.inf if timeout is None else timeout):
@@ -309,14 +315,22 @@ class WebSocket:
                     await self._send(Ping(payload=self._ping_payload))
                 except WebSocketClosed:
                     return
-                await self._pong.wait()
+                await pong.wait()
+                self._pong = None
                 continue
             log.info("%s: no answer to a WebSocket ping in %ss: closing", self._peer(), timeout)
             await self._fail(1011, "ping timeout")
             return
 
-    async def _goodbye(self, going_away: trio.Event) -> None:
-        await going_away.wait()
+    def _going_away(self) -> None:
+        """The server shuts down (called by the draining task, which must not fail)."""
+        if self.state == "open":
+            with contextlib.suppress(RuntimeError):  # the handler's nursery is already closed
+                self._nursery.start_soon(self._goodbye, None, name="websocket goodbye")
+
+    async def _goodbye(self, going_away: trio.Event | None) -> None:
+        if going_away is not None:
+            await going_away.wait()
         if self.state == "open":
             with contextlib.suppress(WebSocketClosed):
                 await self.close(1001, "server shutting down")
