@@ -171,3 +171,82 @@ def test_curl_upload_with_a_wrong_content_digest_changes_nothing(tmp_path: Path)
         line.split(": ", 1) for line in head.stdout.decode().splitlines()[1:] if ": " in line
     )
     assert {k.lower(): v for k, v in fields.items()}["repr-digest"] == f"sha-256=:{good}:"
+
+
+def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "trio_http", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_auth_rules_from_the_command_line_and_a_file(tmp_path: Path) -> None:
+    (tmp_path / "public").mkdir()
+    (tmp_path / "public" / "a.txt").write_bytes(b"public")
+    (tmp_path / "secret.txt").write_bytes(b"secret")
+    rules = tmp_path / "rules.txt"
+    rules.write_text("# who may do what\nme:s3cret@/:rw\n\n")
+    with running_server(
+        "--directory", str(tmp_path), "--auth-file", str(rules), "--auth", "@/public"
+    ) as server:
+        base = f"http://{HOST}:{server.port}/files"
+        anonymous = curl("-o", "/dev/null", "-w", "%{http_code}", f"{base}/secret.txt")
+        wrong = curl("-u", "me:nope", "-o", "/dev/null", "-w", "%{http_code}", f"{base}/secret.txt")
+        me = curl("-u", "me:s3cret", f"{base}/secret.txt")
+        public = curl(f"{base}/public/a.txt")
+    assert (anonymous.stdout, wrong.stdout) == (b"401", b"401")
+    assert (me.stdout, public.stdout) == (b"secret", b"public")
+    # The failed login is in the log, with the user and the address, not the password.
+    failed = [line for line in server.stderr_text().splitlines() if "failed login" in line]
+    assert len(failed) == 1 and "'me'" in failed[0] and HOST in failed[0], failed
+    assert "nope" not in server.stderr_text()
+    # Passwords stay out of ps: the command line names the file only.
+    assert "s3cret" not in " ".join(server.proc.args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--auth", "me:pw@/a:wr"], "unknown permission"),
+        (["--auth", "me:pw"], "access rule"),
+        (["--auth-file", "/nonexistent/rules"], "cannot read the auth file"),
+    ],
+)
+def test_bad_auth_rules_stop_the_server_with_one_line(args: list[str], message: str) -> None:
+    result = run_serve(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr.splitlines()[-1]
+    assert "pw" not in result.stderr.replace("--auth", "")
+
+
+def test_auth_without_tls_off_loopback_warns(tmp_path: Path) -> None:
+    server = start_process(
+        [
+            sys.executable,
+            "-m",
+            "trio_http",
+            "serve",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+            "--directory",
+            str(tmp_path),
+            "--auth",
+            "me:pw@/:rw",
+        ]
+    )
+    try:
+        line = server._stderr.wait_for(REACHABLE, 30)
+        assert line is not None, server.stderr_text()
+    finally:
+        assert server.stop() == 0
+    warnings = [line for line in server.stderr_text().splitlines() if "WARNING" in line]
+    assert any("--auth without TLS" in line for line in warnings), server.stderr_text()
+    with running_server("--directory", str(tmp_path), "--auth", "me:pw@/:rw") as local:
+        pass
+    assert "--auth without TLS" not in local.stderr_text()  # loopback: nothing crosses a network
