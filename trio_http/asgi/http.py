@@ -52,15 +52,17 @@ class ASGIHost:
 
     async def serve_exchange(self, exchange: Exchange) -> None:
         cycle = _Cycle(exchange)
+        stream = exchange.stream
+        tls = isinstance(stream, trio.SSLStream)
         scope = http_scope(
             exchange.request,
             server=exchange.local_address,
-            tls=isinstance(exchange.stream, trio.SSLStream),
+            tls=tls,
             settings=self.settings,
             extensions={"http.response.pathsend": {}},
         )
-        if isinstance(exchange.stream, trio.SSLStream):
-            scope["extensions"]["tls"] = _tls_extension(exchange.stream)
+        if tls:
+            scope["extensions"]["tls"] = _tls_extension(stream)  # type: ignore[arg-type]
         exchange.request.client = scope["client"]  # for the access log, after proxy headers
         upgrade = (exchange.request.headers.get("upgrade") or "").lower()
         if "websocket" in upgrade:
@@ -101,12 +103,13 @@ class _Cycle:
         self._body_done = False
         self._refused = False  # the body was refused (413, 400): the app's response is dropped
         self.gone = False
-        self._complete = trio.Event()
+        self._complete = False  # the response is complete
+        self._completed: trio.Event | None = None  # made only if receive() must wait for it
 
     # ---------------------------------------------------------------- receive
 
     async def receive(self) -> Message:
-        if self.gone or self._refused or self._complete.is_set():
+        if self.gone or self._refused or self._complete:
             await trio.lowlevel.checkpoint()
             return _DISCONNECT
         if not self._body_done:
@@ -132,7 +135,9 @@ class _Cycle:
                 nursery.cancel_scope.cancel()
 
             nursery.start_soon(watch)
-            await self._complete.wait()
+            if not self._complete:
+                self._completed = trio.Event()
+                await self._completed.wait()
             nursery.cancel_scope.cancel()
         return _DISCONNECT
 
@@ -143,7 +148,13 @@ class _Cycle:
             return  # too late for an answer: the connection will close after the response
         response = error_response(error.status, error.detail, error.headers)
         await self.exchange.respond(response.status, response.headers.raw, response.body)
-        self._complete.set()
+        self._done()
+
+    def _done(self) -> None:
+        """The response is complete (a receive() waiting for that returns)."""
+        self._complete = True
+        if self._completed is not None:
+            self._completed.set()
 
     # ---------------------------------------------------------------- send
 
@@ -153,7 +164,7 @@ class _Cycle:
         if self._refused:
             return  # the server answered for the app (413, 400)
         kind = message.get("type")
-        if self._complete.is_set():
+        if self._complete:
             raise RuntimeError(f"ASGI message {kind!r} sent after the response was complete")
         try:
             if kind == "http.response.start":
@@ -190,7 +201,7 @@ class _Cycle:
             self._start = None
             if not more:  # the whole body at once: one write with the head
                 await self.exchange.respond(status, headers, body, length)
-                self._complete.set()
+                self._done()
                 return
             await self.exchange.start(status, headers, length)
         elif not self.exchange.started:
@@ -198,7 +209,7 @@ class _Cycle:
         await self.exchange.send(body)
         if not more:
             await self.exchange.end()
-            self._complete.set()
+            self._done()
 
     async def _on_pathsend(self, message: Message) -> None:
         if self._start is None:
@@ -211,4 +222,4 @@ class _Cycle:
             await self.exchange.start(status, headers, size if length is None else length)
             await self.exchange.send_file(file, 0, size)
             await self.exchange.end()
-        self._complete.set()
+        self._done()

@@ -5,7 +5,6 @@ Pure: built from plain values the connection already has, so it is tested withou
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -64,6 +63,6 @@ def http_scope(
         "headers": request.headers.raw,
         "client": client,
         "server": server,
-        "state": copy.copy(settings.state),
+        "state": settings.state.copy(),
         "extensions": extensions,
     }

@@ -271,12 +271,8 @@ class HTTPConnection:
         """Let *app* write its response through an :class:`Exchange`; ``500`` if it sent
         nothing.  Returns the status and body bytes sent."""
 
-        async def finalize(response: BaseResponse) -> tuple[BaseResponse, h11.Response]:
-            last = self._is_last(request, body)
-            return await self._finalizer.finalize(request, response, last=last)
-
-        exchange = Exchange(request, body, self._writer, self._transport, finalize)
-        if await exchange.run(app, self._peer(), switched=lambda: self._upgraded is not None):
+        exchange = Exchange(request, body, self._writer, self._transport, self._finalize)
+        if await exchange.run(app, self._client, switched=self._switched):
             return (101, 0) if self._upgraded is not None else (exchange.status, exchange.sent)
         self._close_requested = True
         response = error_response(500, "the server failed to handle this request")
@@ -338,6 +334,16 @@ class HTTPConnection:
             duration = time.perf_counter() - started
             client = self._client if request is None else request.client  # proxy headers
             self._access_logger.log(request, status, sent, duration, client)
+
+    async def _finalize(
+        self, request: Request, body: RequestBody, response: BaseResponse
+    ) -> tuple[BaseResponse, h11.Response]:
+        """An :class:`Exchange`'s response and its head (whether it is the last decided now)."""
+        last = self._is_last(request, body)
+        return await self._finalizer.finalize(request, response, last=last)
+
+    def _switched(self) -> bool:
+        return self._upgraded is not None
 
     def _is_last(self, request: Request | None, body: RequestBody | None) -> bool:
         """Whether the response being sent is the connection's last."""

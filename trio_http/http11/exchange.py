@@ -24,6 +24,7 @@ from ..request import Request
 from ..response import BaseResponse, Response
 from ..transport import Transport
 from .body import RequestBody
+from .head import peer_name
 from .writer import ResponseAborted, ResponseWriter
 
 __all__ = ["Exchange", "ExchangeApp"]
@@ -86,7 +87,9 @@ class Exchange:
         body: RequestBody,
         writer: ResponseWriter,
         transport: Transport,
-        finalize: Callable[[BaseResponse], Awaitable[tuple[BaseResponse, h11.Response]]],
+        finalize: Callable[
+            [Request, RequestBody, BaseResponse], Awaitable[tuple[BaseResponse, h11.Response]]
+        ],
     ) -> None:
         self.request = request
         #: The request body: read it through ``request.stream()`` or this, not both.
@@ -121,7 +124,8 @@ class Exchange:
         ``h11.LocalProtocolError`` for fields h11 will not send; nothing is sent then."""
         if self.started:
             raise RuntimeError("the response has already started")
-        _, head = await self._finalize(_Head(status, Headers.from_raw(headers), content_length))
+        response = _Head(status, Headers.from_raw(headers), content_length)
+        _, head = await self._finalize(self.request, self.body, response)
         await self._writer.write_head(head)
         self.status = status
 
@@ -137,7 +141,7 @@ class Exchange:
         if self.started:
             raise RuntimeError("the response has already started")
         response = _Whole(status, Headers.from_raw(headers), body, content_length)
-        _, head = await self._finalize(response)
+        _, head = await self._finalize(self.request, self.body, response)
         self.status = status
         self.sent = await self._writer.write(head, response, head_only=self._head_only)
         self.ended = True
@@ -159,10 +163,13 @@ class Exchange:
         await self._writer.write_end()
         self.ended = True
 
-    async def run(self, app: ExchangeApp, peer: str, switched: Callable[[], bool]) -> bool:
+    async def run(
+        self, app: ExchangeApp, client: tuple[str, int] | None, switched: Callable[[], bool]
+    ) -> bool:
         """Let *app* answer; returns whether it sent a response or *switched* protocols (if
         not, the caller answers ``500``).  Raises :class:`ResponseAborted` if it started a
-        response and did not complete it: a truncated body must never look complete."""
+        response and did not complete it: a truncated body must never look complete.
+        *client* names the peer in the error log."""
         failure = ""
         try:
             await app.serve_exchange(self)
@@ -173,13 +180,22 @@ class Exchange:
         except Exception as exc:
             failure = f"{type(exc).__name__}: {exc}"
             if not self.started:
-                log.error("%s: application failed for %s", peer, self.request.target, exc_info=exc)
+                log.error(
+                    "%s: application failed for %s",
+                    peer_name(client),
+                    self.request.target,
+                    exc_info=exc,
+                )
         if self.started and not self.ended:
             message = failure or "the application did not complete its response"
-            log.error("%s: response aborted for %s: %s", peer, self.request.target, message)
+            log.error(
+                "%s: response aborted for %s: %s", peer_name(client), self.request.target, message
+            )
             raise ResponseAborted(message, status=self.status, sent=self.sent)
         if not self.started and not failure:
-            log.error("%s: the application sent no response to %s", peer, self.request.target)
+            log.error(
+                "%s: the application sent no response to %s", peer_name(client), self.request.target
+            )
         return self.started
 
     async def wait_for_disconnect(self) -> None:
