@@ -51,7 +51,6 @@ class ASGIHost:
         self.settings = settings or ScopeSettings()
 
     async def serve_exchange(self, exchange: Exchange) -> None:
-        cycle = _Cycle(exchange)
         stream = exchange.stream
         tls = isinstance(stream, trio.SSLStream)
         scope = http_scope(
@@ -68,6 +67,7 @@ class ASGIHost:
         if "websocket" in upgrade:
             await serve_websocket_scope(self.app, scope, exchange, self.settings.websocket)
             return
+        cycle = _Cycle(exchange)  # (not before: a WebSocket would hold it as long as it lives)
         try:
             await self.app(scope, cycle.receive, cycle.send)
         except ClientGone:
@@ -95,6 +95,8 @@ def _tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
 
 class _Cycle:
     """The ``receive`` and ``send`` of one request."""
+
+    __slots__ = ("_body_done", "_complete", "_completed", "_refused", "_start", "exchange", "gone")
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange

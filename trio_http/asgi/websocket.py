@@ -73,6 +73,9 @@ async def serve_websocket_scope(
 
 
 class _Cycle:
+    # Slots: it lives as long as the WebSocket (bench ws-idle).
+    __slots__ = ("_connected", "_decided", "_denial", "exchange", "websocket")
+
     def __init__(self, exchange: Exchange, websocket: WebSocket) -> None:
         self.exchange = exchange
         self.websocket = websocket
