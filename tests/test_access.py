@@ -408,10 +408,11 @@ async def test_plain_passwords_are_compared_in_constant_time(
     assert calls == [(b"secret", b"secret")]
     with pytest.raises(HTTPError):
         await rules.authenticate(basic("me", "secreT"), CLIENT)
-    assert calls[-1] == (b"secreT", b"secret")
+    # Then a comparison against a random value, as for an unknown user: the same time.
+    assert calls[1] == (b"secreT", b"secret") and len(calls) == 3
     with pytest.raises(HTTPError):
         await rules.authenticate(basic("nobody", "secret"), CLIENT)
-    assert len(calls) == 3  # an unknown user is compared too, against a random value
+    assert len(calls) == 4  # an unknown user is compared too, against a random value
 
 
 # ---------------------------------------------------------------------------- hashes
@@ -609,3 +610,20 @@ def test_hash_password_cli_on_a_terminal_refuses_two_different_entries() -> None
     status, output = run_on_terminal([b"secret", b"sekret"])
     assert status == 2
     assert b"the two passwords differ" in output and b"$scrypt$" not in output
+
+
+async def test_a_wrong_plain_password_costs_an_scrypt_when_others_are_hashed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Mixed plain and hashed passwords: a failure takes the time of an scrypt for a known
+    plain user too, so the time tells no user names apart."""
+    rules = AccessRules.parse(["plain:pw@/", f"hashed:{hash_password('x', n=2**4)}@/"])
+    runs = count_scrypt(monkeypatch)
+    with pytest.raises(HTTPError):
+        await rules.authenticate(basic("plain", "wrong"), CLIENT)
+    assert len(runs) == 1
+    with pytest.raises(HTTPError):
+        await rules.authenticate(basic("nobody", "wrong"), CLIENT)
+    assert len(runs) == 2
+    assert await rules.authenticate(basic("plain", "pw"), CLIENT) == "plain"
+    assert len(runs) == 2  # success is not slowed

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from trio_http.builtin import build_app
-from trio_http.cors import DEFAULT_EXPOSE, CorsPolicy, with_cors
+from trio_http.cors import DEFAULT_EXPOSE, CorsPolicy, cross_site_write, with_cors
 from trio_http.testing import TestClient
 
 
@@ -58,7 +58,8 @@ async def test_preflight_is_answered_before_routing(root: Path) -> None:
         )
     assert response.status == 204
     assert response.headers["access-control-allow-origin"] == "*"
-    assert "PUT" in response.headers["access-control-allow-methods"]
+    # Any origin may read, not write: PUT is not among the methods the preflight allows.
+    assert response.headers["access-control-allow-methods"] == "GET, HEAD, OPTIONS"
     assert response.headers["access-control-allow-headers"] == "content-type"
     assert response.headers["access-control-max-age"] == "600"
     assert "access-control-request-headers" in response.headers["vary"].lower()
@@ -96,3 +97,36 @@ async def test_preflight_from_a_stranger_goes_to_the_route(root: Path) -> None:
         )
     assert response.status in (405, 501)
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_a_trusted_origin_may_write_after_its_preflight(root: Path) -> None:
+    app = with_cors(build_app(root), CorsPolicy.for_origins(["https://a.example"]))
+    async with TestClient(app) as client:
+        response = await client.request(
+            "OPTIONS",
+            "/files/a.txt",
+            headers={"origin": "https://a.example", "access-control-request-method": "DELETE"},
+        )
+    assert response.status == 204
+    assert "DELETE" in response.headers["access-control-allow-methods"]
+
+
+@pytest.mark.parametrize(
+    ("origin", "fetch_site", "host", "cross"),
+    [
+        (None, None, "h:1", False),  # curl, tuspy: not a browser
+        ("http://h:1", "same-origin", "h:1", False),
+        ("http://h:1", None, "h:1", False),  # an older browser, same origin
+        (None, "none", "h:1", False),  # typed in the address bar
+        ("http://evil.example", "cross-site", "h:1", True),
+        ("http://evil.example", None, "h:1", True),
+        ("http://h:2", "same-site", "h:1", True),  # another port is another origin
+        ("null", None, "h:1", True),  # a sandboxed frame
+        (None, "cross-site", "h:1", True),  # nothing vouches for it
+        ("https://a.example", "cross-site", "h:1", False),  # trusted (--cors-origin)
+    ],
+)
+def test_cross_site_write(
+    origin: str | None, fetch_site: str | None, host: str, cross: bool
+) -> None:
+    assert cross_site_write(origin, fetch_site, host, frozenset({"https://a.example"})) is cross

@@ -136,3 +136,61 @@ async def test_no_archives(root: Path) -> None:
         assert (await client.get("/files/?download=7z")).status == 403
     async with TestClient(build_app(root)) as client:
         assert (await client.get("/files/?download=7z")).status == 400
+
+
+async def test_symlinks_cannot_lend_one_folders_rule_to_another(root: Path) -> None:
+    """``public/privlink -> ../private``: the rule of where a link leads applies too."""
+    (root / "public" / "privlink").symlink_to("../private")
+    (root / "public" / "privfile.txt").symlink_to("../private/a.txt")
+    rules = AccessRules.parse(["me:secret@/:rw,/shared", "@/public:rw"])
+    async with TestClient(build_app(root, access=rules)) as client:
+        assert (await client.get("/files/public/privlink/a.txt")).status == 401
+        assert (await client.get("/files/public/privfile.txt")).status == 401
+        assert (await client.get("/files/public/privlink/a.txt", headers=ME)).status == 200
+        # Writing through a link into a folder the visitor may only read, or not at all.
+        put = await client.put("/files/public/privlink/new.txt", b"x")
+        assert put.status == 401 and not (root / "private" / "new.txt").exists()
+        assert (await client.request("DELETE", "/files/public/privfile.txt")).status == 401
+        assert (root / "private" / "a.txt").exists()
+        # Listings, search and archives leave the links out for those who may not follow them.
+        listing = await client.get("/files/public/", headers={"accept": "application/json"})
+        names = [e["name"] for e in json.loads(listing.body)["entries"]]
+        assert names == ["a.txt"], names
+        found = await client.get("/files/?q=a.txt", headers={"accept": "application/json"})
+        assert [r["path"] for r in json.loads(found.body)["results"]] == ["public/a.txt"]
+        archive = await client.get("/files/public/?download=zip")
+        members = zipfile.ZipFile(io.BytesIO(archive.body)).namelist()
+        assert not [m for m in members if "priv" in m], members
+        # Through the link, me may read what me may read.
+        mine = await client.get("/files/public/", headers={**ME, "accept": "application/json"})
+        assert "privlink" in [e["name"] for e in json.loads(mine.body)["entries"]]
+
+
+async def test_another_sites_page_may_not_change_files(root: Path) -> None:
+    trusted = "https://app.example"
+    async with TestClient(build_app(root, trusted_origins=[trusted])) as client:
+        evil = {"origin": "http://evil.example", "sec-fetch-site": "cross-site"}
+        for method in ("PUT", "POST", "DELETE", "MKCOL"):
+            response = await client.request(method, "/files/public/x.txt", headers=evil, body=b"")
+            assert response.status == 403, method
+            assert b"another site" in response.body
+        assert not (root / "public" / "x.txt").exists()
+        own = {"origin": "http://testserver", "host": "testserver", "sec-fetch-site": "same-origin"}
+        assert (await client.put("/files/public/x.txt", b"ok", headers=own)).status == 201
+        app = {"origin": trusted, "sec-fetch-site": "cross-site"}
+        assert (await client.put("/files/public/y.txt", b"ok", headers=app)).status == 201
+        # Reading is not a change: another site's page may read (CORS decides what it sees).
+        assert (await client.get("/files/public/a.txt", headers=evil)).status == 200
+
+
+async def test_stored_files_are_sandboxed_where_visitors_write_for_others(root: Path) -> None:
+    (root / "public" / "page.html").write_text("<script>alert(1)</script>")
+    async with TestClient(build_app(root, access=AccessRules.parse(RULES))) as client:
+        page = await client.get("/files/public/page.html")
+    assert page.headers["content-security-policy"] == "sandbox"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    async with TestClient(build_app(root, read_only=True)) as client:
+        page = await client.get("/files/public/page.html")
+    # A read-only site's pages are the operator's own: they keep their scripts.
+    assert "content-security-policy" not in page.headers
+    assert page.headers["x-content-type-options"] == "nosniff"

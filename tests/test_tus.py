@@ -393,7 +393,7 @@ async def test_staging_names_are_refused_even_with_hidden_files(
     async with TestClient(app) as client:
         assert (await create(client, ".visible-when-hidden-allowed", 1)).status == 201
         for name in (f"{STAGING_NAME}/x", f"{TEMP_PREFIX}x.part", f"a/{TEMP_PREFIX}b/c"):
-            assert (await create(client, name, 1)).status == 403, name
+            assert (await create(client, name, 1)).status == 404, name
 
 
 async def test_authorize_refusal_creates_nothing(root: Path, clock: WallClock) -> None:
@@ -778,3 +778,15 @@ async def test_expire_periodically_sweeps_at_start_and_then(
         for suffix in (".tus-data", ".tus-info")
     )
     assert tus.sweep_interval == EXPIRY / 2
+
+
+async def test_oversized_metadata_and_names_are_refused_not_failed(client: TestClient) -> None:
+    """A 4xx with a message, never 201 then 404, never a 500."""
+    huge = {**TUS, "upload-length": "1", "upload-metadata": meta("a.txt", note=b"x" * 20000)}
+    response = await client.post("/uploads/", b"", headers=huge)
+    assert response.status == 400 and b"Upload-Metadata is longer" in response.body
+    for name in ("d/" + "n" * 256 + "/x", "é" * 2100, "a/" * 2100 + "x"):
+        too_long = await create(client, name, 1)
+        assert too_long.status == 414, (name[:20], too_long.status, too_long.text)
+    reserved = await create(client, ".trio-http-upload-tus/x", 1)
+    assert reserved.status == 404

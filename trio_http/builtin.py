@@ -6,7 +6,7 @@ They use nothing but the public route layer, so they double as its first example
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,7 @@ def build(
     access: AccessRules | None = None,
     archives: bool = True,
     uploads: ResumableUploads | None = ResumableUploads(),
+    trusted_origins: Iterable[str] = (),
 ) -> BuiltApp:
     """What ``trio-http serve`` runs; without *directory* there are no ``/files`` routes.
 
@@ -108,6 +109,7 @@ def build(
         listings=listings,
         access=access,
         archives=archives,
+        trusted_origins=trusted_origins,
     )
     files.install(app)
     if read_only or uploads is None:

@@ -14,9 +14,14 @@ It is in the route layer, not the response finalizer, because a preflight has to
 *instead of* the route; responses the connection makes itself (a malformed request's ``400``,
 ``408``, ``503``) are unreadable to a script anyway and carry no CORS fields.
 
-``--cors`` (any origin) answers ``*`` and never allows credentials; ``--cors-origin`` lists
-trusted origins, which are echoed (with ``Vary: Origin``) and may send credentials (HTTP Basic
-for the access rules), since the operator named them.
+``--cors`` (any origin) answers ``*``, lets scripts read but not write (its preflights allow
+``GET`` and ``HEAD`` only) and never allows credentials; ``--cors-origin`` lists trusted
+origins, which are echoed (with ``Vary: Origin``), may write, and may send credentials (HTTP
+Basic for the access rules), since the operator named them.
+
+:func:`cross_site_write` is the other half: a browser sends some writes without a preflight (a
+form's ``POST``, a ``no-cors`` fetch), with the visitor's credentials; the file server refuses
+those unless they come from the page's own origin or a trusted one.
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ from .errors import HTTPError
 from .request import Handler, Request
 from .response import BaseResponse, Response
 
-__all__ = ["CorsPolicy", "with_cors"]
+__all__ = ["CorsPolicy", "cross_site_write", "with_cors"]
 
-#: What the file server, its tus endpoint and WebDAV's MKCOL answer to.
+#: What any origin may do with ``--cors``: read.
+READ_METHODS = ("GET", "HEAD", "OPTIONS")
+#: What a trusted origin (``--cors-origin``) may do: the file server's writes, its tus
+#: endpoint's and WebDAV's MKCOL too.
 DEFAULT_METHODS = ("GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "MKCOL", "OPTIONS")
 #: Response fields a script may read besides the CORS-safelisted ones.
 DEFAULT_EXPOSE = (
@@ -93,7 +101,9 @@ class CorsPolicy:
         still decides what a header means.
         """
         fields = {
-            "access-control-allow-methods": ", ".join(self.methods),
+            "access-control-allow-methods": ", ".join(
+                READ_METHODS if self.origins is None else self.methods
+            ),
             "access-control-max-age": str(PREFLIGHT_MAX_AGE),
         }
         if requested_headers:
@@ -110,6 +120,29 @@ class CorsPolicy:
             "access-control-allow-credentials": "true",
             "vary": "Origin",
         }
+
+
+def cross_site_write(
+    origin: str | None, fetch_site: str | None, host: str | None, trusted: frozenset[str]
+) -> bool:
+    """Whether a request that changes something comes from another site's page.
+
+    *origin*, *fetch_site* and *host* are the request's ``Origin``, ``Sec-Fetch-Site`` and
+    ``Host``; *trusted* the origins allowed to write (``--cors-origin``).  Browsers send
+    ``Origin`` with every ``POST``, ``PUT``, ``DELETE`` and ``MKCOL`` and ``Sec-Fetch-Site`` with
+    every request (Fetch standard); clients that are not browsers send neither, and are not
+    affected.  ``Origin: null`` (a sandboxed frame, a file) is never trusted.
+    """
+    if fetch_site in ("same-origin", "none"):
+        return False
+    if origin is None:
+        # Sec-Fetch-Site says cross-site but no Origin came with it: nothing vouches for it.
+        return fetch_site is not None
+    if origin.lower() in trusted:
+        return False
+    _, sep, authority = origin.partition("://")
+    same_host = bool(sep) and host is not None and authority.lower() == host.strip().lower()
+    return fetch_site is not None or not same_host
 
 
 def with_cors(handler: Handler, policy: CorsPolicy) -> Handler:

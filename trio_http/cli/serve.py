@@ -137,6 +137,8 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         access=access,
         archives=not args.no_archives,
         uploads=ResumableUploads(max_size=args.max_body_size, expiry=args.upload_expiry),
+        # Pages on --cors-origin origins may change files; --cors (any origin) only reads.
+        trusted_origins=cors.origins if cors is not None and cors.origins else (),
     )
     app = built.app
     handler: Handler = app if cors is None else with_cors(app, cors)

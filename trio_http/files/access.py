@@ -11,20 +11,14 @@ with ``$scrypt$`` is a hash (:mod:`.passwords`).  docs/file-server.md has the de
 
 Reading is ``GET``/``HEAD``, listings, archives, search; ``:rw`` adds writing.
 
-How a permission is decided (:meth:`AccessRules.permission`):
+How a permission is decided (:meth:`AccessRules.permission`): within one set of rules (the
+anonymous ones, or one user's) the **longest** rule path covering the request path *by whole
+segments* decides (``/pub`` covers ``/pub/x``, not ``/public``); a logged-in user gets the
+**greater** of their own decision and the anonymous one.  Rules only grant; no rules at all
+(:meth:`AccessRules.none`, ``bool(rules)`` false) means everyone reads and writes.
 
-- Among one set of rules (the anonymous ones, or one user's), the **longest** rule path that
-  is a prefix of the request path *by whole segments* decides (``/pub`` covers ``/pub/x`` but
-  not ``/public``); no matching path means no access.  So ``me:pw@/:rw,/archive`` gives ``me``
-  everything, but ``/archive`` read-only.
-- A logged-in user gets the **greater** of their own decision and the anonymous one: logging
-  in never gives less than visiting anonymously.
-- Rules only grant.  No rules at all (:meth:`AccessRules.none`) means everyone reads and
-  writes, as without ``--auth``; ``bool(rules)`` is ``False`` then.
-
-Passwords are compared in constant time; scrypt runs in a worker thread, and a successful
-login is remembered (keyed by an HMAC of the credentials).  A failed login is logged with the
-user name and address, never the password.
+Passwords are compared in constant time, scrypt runs in a worker thread, a successful login
+is remembered; a failed login is logged with the user and address, never the password.
 """
 
 from __future__ import annotations
@@ -361,15 +355,15 @@ class AccessRules:
         secret = password.encode("utf-8")
         account = self._accounts.get(user)
         if account is None:
-            if self._decoy is not None:
-                decoy = self._decoy
-                await self._run_scrypt(functools.partial(decoy.derive, secret, os.urandom(16)))
-            else:
-                hmac.compare_digest(secret, secrets.token_bytes(len(secret)))
+            await self._fail_slowly(secret)
             return False
         stored = account.password
         if isinstance(stored, str):
-            return hmac.compare_digest(secret, stored.encode("utf-8"))
+            if hmac.compare_digest(secret, stored.encode("utf-8")):
+                return True
+            # As slow as an unknown user's failure, so the time tells no user names apart.
+            await self._fail_slowly(secret)
+            return False
         key = hmac.new(
             self._cache_key, user.encode("utf-8") + b"\x00" + secret, hashlib.sha256
         ).digest()
@@ -382,6 +376,14 @@ class AccessRules:
         if len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
         return True
+
+    async def _fail_slowly(self, secret: bytes) -> None:
+        """Spend what checking a hashed password would (an scrypt, if any rule has one)."""
+        if self._decoy is not None:
+            decoy = self._decoy
+            await self._run_scrypt(functools.partial(decoy.derive, secret, os.urandom(16)))
+        else:
+            hmac.compare_digest(secret, secrets.token_bytes(len(secret)))
 
     async def _run_scrypt(self, call: Callable[[], _T]) -> _T:
         if self._limiter is None:

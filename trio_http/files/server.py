@@ -23,6 +23,7 @@ import io
 import logging
 import os
 import stat
+from collections.abc import Iterable
 from pathlib import Path
 
 import trio
@@ -34,6 +35,7 @@ from ..response import BaseResponse, Response
 from ..routing import App
 from .access import AUTHENTICATE, AccessRules, Visitor
 from .archive import archive_response
+from .guard import AccessGuard
 from .listing import ASSETS, Entry, parse_sort, render_html, render_json, render_text
 from .paths import PathPolicy, http_error_for, resolve_path, resolve_path_text
 from .reading import Validators, check_preconditions, file_response
@@ -64,6 +66,7 @@ class FileServer:
         access: AccessRules | None = None,
         search_limits: SearchLimits | None = None,
         archives: bool = True,
+        trusted_origins: Iterable[str] = (),
     ) -> None:
         self.policy = PathPolicy(Path(os.path.realpath(root)), follow_symlinks, allow_hidden)
         self.read_only = read_only
@@ -71,6 +74,8 @@ class FileServer:
         self.max_ranges = max_ranges
         #: Who may read and write what (``--auth``); no rules: everyone may do everything.
         self.access = access or AccessRules.none()
+        #: The access rules applied to requests, symlinks and other sites' pages.
+        self.guard = AccessGuard(self.policy, self.access, trusted_origins)
         self.search_limits = search_limits or SearchLimits()
         #: ``?download=zip|tar.gz`` on directories (``--no-archives`` turns them off).
         self.archives = archives
@@ -80,23 +85,9 @@ class FileServer:
         self.assets_url: str | None = None
 
     async def visitor(self, request: Request, url_path: str, *, write: bool) -> Visitor:
-        """Who is asking, if they may read (*write*: change) *url_path*; else 401 or 403.
-
-        A directory the visitor may not read but that leads to something they may
-        (``--auth '@/public'`` seen from ``/``) is let through for reading: its listing then
-        shows only the way there.
-        """
-        client = request.client[0] if request.client else "-"
-        authorization = request.headers.get("authorization")
-        try:
-            return await self.access.check(authorization, url_path, write=write, client=client)
-        except HTTPError:
-            if write or not (url_path == "" or url_path.endswith("/")):
-                raise
-            user = await self.access.authenticate(authorization, client)  # wrong ones: 401
-            if not self.access.reachable(user, url_path):
-                raise
-            return Visitor(self.access, user)
+        """Who is asking, if they may read (*write*: change) *url_path*; else 401 or 403
+        (see :meth:`.guard.AccessGuard.visitor`)."""
+        return await self.guard.visitor(request, url_path, write=write)
 
     def install(self, app: App, prefix: str = "/files") -> None:
         """Route ``GET``/``HEAD`` (and unless read-only ``POST``, ``PUT``, ``DELETE``, ``MKCOL``).
@@ -159,10 +150,17 @@ class FileServer:
             os.close(fd)
             return await self._directory(request, Path(path), url_path, visitor)
         try:
-            return file_response(request, file, st, name, max_ranges=self.max_ranges)
+            response = file_response(request, file, st, name, max_ranges=self.max_ranges)
         except BaseException:
             file.close()
             raise
+        # A stored file is the uploader's content, not the server's page: never sniffed into
+        # HTML, and, where some visitors may write what others (logged in) then open, its
+        # scripts run in no origin (an uploaded page cannot act with another's credentials).
+        response.headers.set("x-content-type-options", "nosniff")
+        if self.access.enabled and not self.read_only:
+            response.headers.set("content-security-policy", "sandbox")
+        return response
 
     async def _directory(
         self, request: Request, path: Path, url_path: str, visitor: Visitor
@@ -175,24 +173,26 @@ class FileServer:
         if download is not None:
             if not self.archives:
                 raise HTTPError(403, "folder archives are disabled")
+            may_read, may_enter = self.guard.filters(visitor)
             return await archive_response(
                 path,
                 url_path,
                 download[0],
                 policy=self.policy,
-                may_read=visitor.can_read,
-                may_enter=visitor.can_reach,
+                may_read=may_read,
+                may_enter=may_enter,
             )
         terms = request.query.get("q")
         if terms is not None:
+            may_read, may_enter = self.guard.filters(visitor)
             return await search_response(
                 path,
                 url_path,
                 terms[0],
                 request.headers.get("accept"),
                 policy=self.policy,
-                may_read=visitor.can_read,
-                may_enter=visitor.can_reach,
+                may_read=may_read,
+                may_enter=may_enter,
                 limits=self.search_limits,
             )
         try:
@@ -233,11 +233,12 @@ class FileServer:
         plus its name): *path* itself may be outside the root, through a followed symlink.
         """
         entries = []
+        _, may_enter = self.guard.filters(visitor)
         with os.scandir(path) as scan:
             for item in scan:
                 if item.name.startswith(TEMP_PREFIX):
                     continue
-                if not visitor.can_reach(url_path + item.name):
+                if not may_enter(url_path + item.name):
                     continue
                 try:
                     real = resolve_path(self.policy, url_path + item.name)

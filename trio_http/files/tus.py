@@ -259,9 +259,13 @@ class TusServer:
         if not target or target.endswith("/"):
             raise HTTPError(400, "the filename must name a file, not a directory")
         if any(part.startswith(TEMP_PREFIX) for part in target.split("/")):
-            raise HTTPError(403, "that name is reserved for uploads in progress")
+            raise HTTPError(404, "that name is reserved for uploads in progress")
         path = resolve_path(self.policy, target)
-        if creating and path.is_dir():
+        try:
+            is_dir = creating and path.is_dir()
+        except OSError as exc:  # a name too long for the file system (414), ...
+            raise http_error_for(exc, writing=True) from None
+        if is_dir:
             raise HTTPError(400, "the filename names a directory")
         return path
 

@@ -53,6 +53,11 @@ _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 #: Upload-Offset and Upload-Length are non-negative integers (Core Protocol, Headers); 19
 #: digits keep them below 2**63, which every file system call accepts.
 _SIZE = re.compile(r"[0-9]{1,19}")
+#: The longest name of one file or folder on the usual file systems, in bytes.
+NAME_MAX = 255
+#: The longest ``Upload-Metadata`` kept: it is stored with the upload (and read back whole
+#: with it) and answered on every HEAD.
+MAX_METADATA = 16 * 1024
 #: Metadata keys: no spaces or commas, not empty (Creation, Upload-Metadata); as tokens.
 _KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _MAX_METADATA_PAIRS = 64
@@ -97,6 +102,8 @@ def parse_metadata(value: str | None) -> dict[str, bytes]:
     """
     if value is None or not value.strip():
         return {}
+    if len(value) > MAX_METADATA:
+        raise HTTPError(400, f"Upload-Metadata is longer than {MAX_METADATA} characters")
     pairs: dict[str, bytes] = {}
     items = value.split(",")
     if len(items) > _MAX_METADATA_PAIRS:
@@ -181,7 +188,8 @@ def parse_creation(header: Callable[[str], str | None], max_size: int) -> Creati
     ``412`` for another protocol version; ``400`` for ``Upload-Defer-Length`` (not offered:
     the length is what the limit and the disk are checked against), ``Upload-Concat`` (not
     offered), a missing or malformed ``Upload-Length`` or ``Upload-Metadata``, or no UTF-8
-    ``filename``; ``413`` for a length over *max_size*.
+    ``filename``; ``413`` for a length over *max_size*; ``414`` for a name in the filename
+    longer than file systems allow.
     """
     check_tus_resumable(header("tus-resumable"))
     if header("upload-defer-length") is not None:
@@ -196,9 +204,13 @@ def parse_creation(header: Callable[[str], str | None], max_size: int) -> Creati
     if filename is None:
         raise HTTPError(400, "Upload-Metadata needs 'filename': the path to write")
     try:
-        return Creation(length, filename.decode("utf-8"), metadata)
+        target = filename.decode("utf-8")
     except UnicodeDecodeError:
         raise HTTPError(400, "the filename is not valid UTF-8") from None
+    if any(len(part.encode("utf-8")) > NAME_MAX for part in target.split("/")):
+        # Refused now, not after the upload when the file cannot be created.
+        raise HTTPError(414, "a name in the filename is too long for the file system")
+    return Creation(length, target, metadata)
 
 
 def options_headers(max_size: int) -> dict[str, str]:
