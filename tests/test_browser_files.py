@@ -13,13 +13,21 @@ fail rather than skip.  Every wait is bounded (WebDriverWait polling, no sleeps)
 
 from __future__ import annotations
 
+import base64
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from blackbox import LISTENING, ServerProcess, running_server, serve_argv, start_process
+from blackbox import (
+    LISTENING,
+    ServerProcess,
+    request,
+    running_server,
+    serve_argv,
+    start_process,
+)
 from chromium import chromium as headless_chromium
 from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
@@ -633,3 +641,31 @@ def test_a_tus_upload_survives_the_server_being_killed_and_restarted(
         first.kill()
         if restarted is not None:
             assert restarted.stop() == 0
+
+
+def test_a_large_file_is_sent_whole_when_the_server_takes_no_more_resumable_uploads(
+    site: Path, browser: webdriver.Chrome, tmp_path: Path
+) -> None:
+    (site / "full").mkdir()
+    source = tmp_path / "nine.bin"
+    data = os.urandom(9 * 1024 * 1024)  # over the 8 MiB that goes through tus
+    source.write_bytes(data)
+    with running_server("--directory", str(site), "--no-access-log") as own:
+        creation = {"Tus-Resumable": "1.0.0", "Upload-Length": "1"}
+        for n in range(100):  # every unfinished upload the server takes
+            name = base64.b64encode(f"full/slot-{n}".encode()).decode()
+            response = request(
+                own.port,
+                "POST",
+                "/uploads/",
+                [*creation.items(), ("Upload-Metadata", f"filename {name}")],
+            )
+            assert response.status == 201, response.status
+        open_folder(browser, own, "full/")
+        require_tus(browser)
+        browser.execute_script("localStorage.clear();" + RECORD_REQUESTS)
+        browser.find_element(By.ID, "upload-files").send_keys(str(source))
+        target = site / "full" / source.name
+        wait_for(browser, arrived(target, data), f"{target} did not arrive intact")
+        made = [(method, status) for method, _, status in requests_made(browser)]
+        assert made == [("POST", 503), ("PUT", 201)], made

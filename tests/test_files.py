@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import tempfile
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -810,3 +811,50 @@ async def test_internal_names_are_never_reachable_even_with_hidden_files_shown(
         listing = await client.get("/files/", headers={"accept": "application/json"})
         assert json.loads(listing.body)["entries"] == []
     assert (staging / "x.tus-info").read_text() == "{}"
+
+
+async def test_a_refused_upload_leaves_no_new_folders(client: TestClient, root: Path) -> None:
+    wrong = {"content-digest": "sha-256=:" + "A" * 43 + "=:"}
+    response = await client.put("/files/new/deeper/f.txt", b"data", headers=wrong)
+    assert response.status == 400
+    assert not (root / "new").exists()
+    # Folders that existed stay, and a folder someone filled meanwhile is never removed.
+    (root / "sub" / "kept").mkdir()
+    response = await client.put("/files/sub/kept/f.txt", b"data", headers=wrong)
+    assert response.status == 400 and (root / "sub" / "kept").is_dir()
+    # An accepted upload keeps the folders it made.
+    assert (await client.put("/files/made/f.txt", b"data")).status == 201
+    assert (root / "made" / "f.txt").read_bytes() == b"data"
+
+
+async def test_searches_share_two_worker_threads(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many searches at once wait their turn rather than take every worker thread."""
+    from trio_http.files import search
+
+    release = threading.Event()
+    real = search.search_tree
+
+    def slow_search(*args: Any, **kwargs: Any) -> search.SearchResult:
+        release.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search, "search_tree", slow_search)
+    files = FileServer(root)
+    app = App()
+    files.install(app)
+    statuses: list[int] = []
+
+    async def one() -> None:
+        async with TestClient(app) as client:
+            statuses.append((await client.get("/files/?q=hello")).status)
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(5):
+            nursery.start_soon(one)
+        await trio.testing.wait_all_tasks_blocked()
+        threads = files._search_threads.statistics()
+        assert (threads.borrowed_tokens, threads.tasks_waiting) == (2, 3)
+        release.set()
+    assert statuses == [200] * 5

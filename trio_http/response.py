@@ -33,6 +33,8 @@ __all__ = [
 ]
 
 _REASONS: dict[int, bytes] = {status.value: status.phrase.encode("ascii") for status in HTTPStatus}
+#: Codes other protocols define on top of HTTP: tus 1.0.0's checksum extension.
+_REASONS[460] = b"Checksum Mismatch"
 
 #: How much of a file is read per step when it cannot be sent with ``sendfile``.
 FILE_CHUNK_SIZE = 256 * 1024
@@ -275,7 +277,7 @@ def error_response(
     status: int, detail: str | None = None, headers: HeaderInput | Headers | None = None
 ) -> Response:
     """A short plain-text response such as ``404 Not Found: no such file``."""
-    text = f"{status} {reason_phrase(status).decode('ascii')}"
+    text = f"{status} {reason_phrase(status).decode('ascii')}".rstrip()
     if detail:
         text += f": {detail}"
     return Response(text + "\n", status, headers, content_type="text/plain; charset=utf-8")

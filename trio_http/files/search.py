@@ -313,8 +313,12 @@ async def search_response(
     may_enter: Callable[[str], bool] | None = None,
     limits: SearchLimits = SearchLimits(),
     clock: Callable[[], float] = time.monotonic,
+    limiter: trio.CapacityLimiter | None = None,
 ) -> Response:
     """Search below *directory* (URL path *url_dir*) and answer as *accept* asks.
+
+    *limiter*: the worker threads searches may use at once (a server shares one, so many
+    searches wait their turn rather than take every thread the other requests need).
 
     JSON if *accept* names ``application/json``, text if ``text/plain``, HTML otherwise, with
     ``Vary: Accept`` as listings have.  Raises ``HTTPError(400)`` for an empty, blank or
@@ -340,7 +344,7 @@ async def search_response(
         )
 
     try:
-        result = await trio.to_thread.run_sync(walk, abandon_on_cancel=True)
+        result = await trio.to_thread.run_sync(walk, abandon_on_cancel=True, limiter=limiter)
     except OSError as exc:
         raise http_error_for(exc) from None
     finally:

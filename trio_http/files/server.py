@@ -40,7 +40,13 @@ from .listing import ASSETS, Entry, parse_sort, render_html, render_json, render
 from .paths import PathPolicy, http_error_for, resolve_path, resolve_path_text
 from .reading import Validators, check_preconditions, file_response
 from .search import SearchLimits, search_response
-from .uploads import TEMP_PREFIX, make_parent_directories, remove_stale_uploads, write_atomically
+from .uploads import (
+    TEMP_PREFIX,
+    make_parent_directories,
+    remove_directories,
+    remove_stale_uploads,
+    write_atomically,
+)
 
 __all__ = ["FileServer"]
 
@@ -49,6 +55,8 @@ log = logging.getLogger("trio_http.error")
 _JSON = "application/json"
 _HTML = "text/html; charset=utf-8"
 _TEXT = "text/plain; charset=utf-8"
+#: Worker threads all searches of one file server may use at once.
+SEARCH_THREADS = 2
 
 
 class FileServer:
@@ -77,6 +85,8 @@ class FileServer:
         #: The access rules applied to requests, symlinks and other sites' pages.
         self.guard = AccessGuard(self.policy, self.access, trusted_origins)
         self.search_limits = search_limits or SearchLimits()
+        #: Searches walk at most this many trees at once; others wait their turn.
+        self._search_threads = trio.CapacityLimiter(SEARCH_THREADS)
         #: ``?download=zip|tar.gz`` on directories (``--no-archives`` turns them off).
         self.archives = archives
         #: Where the listing page sends large uploads (the tus endpoint), if there is one.
@@ -194,6 +204,7 @@ class FileServer:
                 may_read=may_read,
                 may_enter=may_enter,
                 limits=self.search_limits,
+                limiter=self._search_threads,
             )
         try:
             entries = await trio.to_thread.run_sync(self._scan, path, url_path, visitor)
@@ -336,16 +347,21 @@ class FileServer:
         if st is not None and stat.S_ISDIR(st.st_mode):
             raise HTTPError(409, "a directory has that name")
         check_preconditions(request, Validators.of(st) if st else None, exists=st is not None)
-        await make_parent_directories(target)
-        # The parent may now exist through a symlink created meanwhile: check again.
-        resolve_path(self.policy, url_path)
+        created = await make_parent_directories(target)
         try:
+            # The parent may now exist through a symlink created meanwhile: check again.
+            resolve_path(self.policy, url_path)
             await write_atomically(
                 request.stream(), target, expected=expected_digests(request.headers)
             )
         except OSError as exc:
             # Disk full (507), a directory created under the target's name meanwhile (409) ...
+            remove_directories(created)
             raise http_error_for(exc, writing=True) from None
+        except BaseException:
+            # A refused body (wrong digest, too large, client gone) leaves the tree as it was.
+            remove_directories(created)
+            raise
         return st is None
 
 

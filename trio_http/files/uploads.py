@@ -41,6 +41,7 @@ __all__ = [
     "TEMP_PREFIX",
     "TEMP_SUFFIX",
     "make_parent_directories",
+    "remove_directories",
     "remove_stale_uploads",
     "write_atomically",
 ]
@@ -54,18 +55,35 @@ TEMP_PREFIX = ".trio-http-upload-"
 TEMP_SUFFIX = ".part"
 
 
-async def make_parent_directories(target: Path) -> None:
-    """Create *target*'s missing parent directories, like ``mkdir -p`` (in a worker thread).
+async def make_parent_directories(target: Path) -> list[Path]:
+    """Create *target*'s missing parent directories, like ``mkdir -p`` (in a worker thread);
+    return those it created, outermost first (see :func:`remove_directories`).
 
     Raises ``HTTPError(409)`` when a parent is a file, or what
     :func:`~.paths.http_error_for` makes of another ``OSError``.
     """
+    missing = []
+    parent = target.parent
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
     try:
         await trio.to_thread.run_sync(lambda: target.parent.mkdir(parents=True, exist_ok=True))
     except (FileExistsError, NotADirectoryError):
         raise HTTPError(409, "a parent of that path is a file") from None
     except OSError as exc:
         raise http_error_for(exc, writing=True) from None
+    return missing[::-1]
+
+
+def remove_directories(created: list[Path]) -> None:
+    """Undo :func:`make_parent_directories` after a refused upload: remove the folders it
+    made, innermost first, as long as they are empty (someone may have used them since)."""
+    for directory in reversed(created):
+        try:
+            directory.rmdir()
+        except OSError:
+            return
 
 
 def _read_umask() -> int:

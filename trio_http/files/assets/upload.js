@@ -187,6 +187,11 @@
           "Upload-Length": String(file.size),
           "Upload-Metadata": `filename ${base64(target)}`,
         });
+        if (xhr.status === 503) {
+          // The server has all the unfinished uploads it takes: send this one whole.
+          this.resumable = false;
+          return this.sendPut();
+        }
         const created = xhr.getResponseHeader("Location");
         if (xhr.status !== 201 || !created) throw new Error(explainXhr(xhr));
         url = new URL(created, location.href).href;
