@@ -97,15 +97,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     output.add_argument(
         "--cors",
         action="store_true",
-        help="let scripts on any origin read responses (Access-Control-Allow-Origin: *)",
+        help="let scripts on any origin read (not change) files (Access-Control-Allow-Origin: *)",
     )
     output.add_argument(
         "--cors-origin",
         action="append",
         default=[],
         metavar="ORIGIN",
-        help="let scripts on ORIGIN (https://host[:port]) read responses, with credentials "
-        "(repeatable)",
+        help="let scripts on ORIGIN (https://host[:port]) read and change files, with "
+        "credentials (repeatable)",
     )
     add_logging_options(output)
 
