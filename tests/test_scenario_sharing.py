@@ -348,3 +348,71 @@ def test_a_page_on_another_origin_reads_listings_under_cors(tmp_path: Path) -> N
         assert {key: read[name][key] for key in READABLE} == READABLE, (name, read[name])
     for name in ("--cors-origin (another)", "no CORS"):
         assert read[name] == {"error": "TypeError: Failed to fetch"}, (name, read[name])
+
+
+#: From a page on another origin: the writes a browser sends without a preflight (a no-cors
+#: fetch, a form), and a CORS PUT (which needs one).  Reports what the page could see.
+CROSS_SITE_WRITES = """
+const [base, done] = arguments;
+(async () => {
+  const result = {};
+  await fetch(`${base}/files/nocors.txt`, {method: "POST", mode: "no-cors", body: "planted"});
+  const frame = document.createElement("iframe");
+  frame.name = `sink-${document.querySelectorAll("iframe").length}`;
+  document.body.append(frame);
+  const form = document.createElement("form");
+  form.method = "POST";
+  form.enctype = "text/plain";
+  form.target = frame.name;
+  form.action = `${base}/files/form.html`;
+  const field = document.createElement("input");
+  field.name = "<script>alert(1)</script>";
+  form.append(field);
+  document.body.append(form);
+  const loaded = new Promise((resolve) => { frame.onload = () => resolve("loaded"); });
+  form.submit();
+  result.form = await Promise.race([
+    loaded, new Promise((resolve) => setTimeout(() => resolve("no load event"), 5000)),
+  ]);
+  try {
+    const put = await fetch(`${base}/files/cors-put.txt`, {method: "PUT", body: "by cors"});
+    result.put = put.status;
+  } catch (error) {
+    result.put = String(error);
+  }
+  done(result);
+})();
+"""
+
+
+def test_pages_on_other_sites_cannot_change_files(tmp_path: Path) -> None:
+    """The CSRF a form or a no-cors fetch could do is refused; only a --cors-origin writes."""
+    pages = tmp_path / "pages"
+    write_tree(pages, {"app.html": b"<!doctype html><title>another site</title><p>app</p>"})
+    roots = {name: tmp_path / name for name in ("plain", "cors", "trusted")}
+    for root in roots.values():
+        root.mkdir()
+    with contextlib.ExitStack() as stack:
+        site = stack.enter_context(running_server("--directory", str(pages), "--no-access-log"))
+        servers = {
+            "plain": stack.enter_context(running_server("--directory", str(roots["plain"]))),
+            "cors": stack.enter_context(
+                running_server("--directory", str(roots["cors"]), "--cors")
+            ),
+            "trusted": stack.enter_context(
+                running_server("--directory", str(roots["trusted"]), "--cors-origin", site.url)
+            ),
+        }
+        browser = stack.enter_context(fresh_browser())
+        browser.set_script_timeout(20)
+        browser.get(f"{site.url}/files/app.html")
+        seen = {
+            name: browser.execute_async_script(CROSS_SITE_WRITES, server.url)
+            for name, server in servers.items()
+        }
+    assert all(result["form"] == "loaded" for result in seen.values()), seen  # it was sent
+    assert files_below(roots["plain"]) == {} and files_below(roots["cors"]) == {}, seen
+    assert seen["plain"]["put"] == seen["cors"]["put"] == "TypeError: Failed to fetch"
+    # A trusted origin's CORS PUT is a write it may do; its form and no-cors POST are too.
+    assert seen["trusted"]["put"] == 201
+    assert files_below(roots["trusted"])["cors-put.txt"] == b"by cors"
