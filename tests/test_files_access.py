@@ -194,3 +194,20 @@ async def test_stored_files_are_sandboxed_where_visitors_write_for_others(root: 
     # A read-only site's pages are the operator's own: they keep their scripts.
     assert "content-security-policy" not in page.headers
     assert page.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_tus_targets_obey_the_rules_through_symlinks_too(root: Path) -> None:
+    (root / "public" / "privlink").symlink_to("../private")
+    rules = AccessRules.parse(["me:secret@/:rw", "@/public:rw"])
+    async with TestClient(build_app(root, access=rules)) as client:
+
+        async def create(target: str, headers: dict[str, str]) -> int:
+            name = base64.b64encode(target.encode()).decode()
+            fields = {"tus-resumable": "1.0.0", "upload-length": "1"}
+            fields["upload-metadata"] = f"filename {name}"
+            return (await client.post("/uploads/", b"", headers={**fields, **headers})).status
+
+        assert await create("public/x.txt", {}) == 201
+        assert await create("public/privlink/x.txt", {}) == 401
+        assert await create("private/x.txt", {}) == 401
+        assert await create("public/privlink/x.txt", ME) == 201
