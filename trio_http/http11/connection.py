@@ -55,11 +55,9 @@ class _Unregistered:
     __slots__ = ()
     draining = False
 
-    def add(self, connection: HTTPConnection) -> None:
-        pass
+    def add(self, connection: HTTPConnection) -> None: ...
 
-    def discard(self, connection: HTTPConnection) -> None:
-        pass
+    def discard(self, connection: HTTPConnection) -> None: ...
 
 
 _UNREGISTERED = _Unregistered()
@@ -191,12 +189,11 @@ class HTTPConnection:
         keep_going = (
             self._upgraded is None
             and conn.our_state is not h11.MUST_CLOSE
-            # (The check saves drain()'s coroutine when the body was read whole, as usual.)
             and (conn.their_state is h11.DONE or await body.drain(self._config.max_drain_size))
         )
         body.close()  # a handler that kept the request must not read the next one's body
         if keep_going:
-            self._conn.start_next_cycle()
+            conn.start_next_cycle()
         return keep_going
 
     @property
@@ -236,13 +233,12 @@ class HTTPConnection:
             return None
         self._head_was_read = True
         config = self._config
+        idle_timeout = config.keep_alive_timeout if self._requests_served else config.header_timeout
         return await read_head(
             conn,
             self._transport,
             idle=idle,
-            idle_timeout=config.keep_alive_timeout
-            if self._requests_served
-            else config.header_timeout,
+            idle_timeout=idle_timeout,
             header_timeout=config.header_timeout,
             client=self._client,
         )
@@ -272,7 +268,7 @@ class HTTPConnection:
         nothing.  Returns the status and body bytes sent."""
 
         exchange = Exchange(request, body, self._writer, self._transport, self._finalize)
-        if await exchange.run(app, self._client, switched=self._switched):
+        if await exchange.run(app, self._client, switched=lambda: self._upgraded is not None):
             return (101, 0) if self._upgraded is not None else (exchange.status, exchange.sent)
         self._close_requested = True
         response = error_response(500, "the server failed to handle this request")
@@ -341,9 +337,6 @@ class HTTPConnection:
         """An :class:`Exchange`'s response and its head (whether it is the last decided now)."""
         last = self._is_last(request, body)
         return await self._finalizer.finalize(request, response, last=last)
-
-    def _switched(self) -> bool:
-        return self._upgraded is not None
 
     def _is_last(self, request: Request | None, body: RequestBody | None) -> bool:
         """Whether the response being sent is the connection's last."""
