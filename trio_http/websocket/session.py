@@ -5,10 +5,11 @@ A :class:`WebSocket` runs, beside the application's code:
 - a **reader** that feeds wsproto, answers pings, completes the close handshake and queues whole
   messages (at most ``queue_size``: an application that stops receiving stops the reading, and
   TCP slows the client down; memory stays bounded);
-- a **keep-alive** that pings every ``ping_interval`` and closes with ``1011`` a peer that does
-  not answer within ``ping_timeout`` (so an idle socket is bounded too);
+- a **ping** every ``ping_interval``, which closes with ``1011`` a peer that does not answer
+  within ``ping_timeout`` (so an idle socket is bounded too): started by the shared timer of
+  timer.py, so no task of an idle WebSocket waits for it;
 - a **goodbye** that closes with ``1001`` when the server shuts down (started then, by the
-  stream's ``on_going_away`` callback, so an idle WebSocket has two tasks, not three).
+  stream's ``on_going_away`` callback).  An idle WebSocket has one task here, the reader.
 
 Violations close with the RFC 6455 codes: wsproto reports ``1002`` (protocol error) and ``1007``
 (invalid UTF-8); a message over ``max_size`` (counted inflated, see deflate.py) gives ``1009``.
@@ -38,6 +39,7 @@ from wsproto.utilities import LocalProtocolError
 from ..headers import HeaderInput, Headers
 from ..http11.head import peer_name
 from ..request import Request
+from . import timer
 from .deflate import BoundedDeflate
 from .handshake import Offer, accept_fields
 from .settings import WebSocketSettings
@@ -165,8 +167,7 @@ class WebSocket:
         self.state = "open"
         # Constant task names: trio formats one per task otherwise (memory per WebSocket).
         self._nursery.start_soon(self._read, name="websocket reader")
-        if self._settings.ping_interval is not None:
-            self._nursery.start_soon(self._keep_alive, name="websocket keep-alive")
+        self._schedule_ping()
         on_going_away = getattr(self._stream, "on_going_away", None)
         if on_going_away is not None:  # an UpgradedStream: no task waits for the shutdown
             on_going_away(self._going_away)
@@ -299,28 +300,35 @@ class WebSocket:
         # (CLOSED: the peer's answer to our own close.)
         await self._finish()
 
-    async def _keep_alive(self) -> None:
-        interval, timeout = self._settings.ping_interval, self._settings.ping_timeout
-        if interval is None:
-            return
-        while True:
-            await trio.sleep(interval)
-            if self.state != "open":
+    def _schedule_ping(self) -> None:
+        """The next ping in ``ping_interval``, by the shared timer (no task waits for it)."""
+        if self._settings.ping_interval is not None:
+            timer.call_at(trio.current_time() + self._settings.ping_interval, self, "_ping_due")
+
+    def _ping_due(self) -> None:
+        """Called by the timer, which must not fail."""
+        if self.state == "open":
+            with contextlib.suppress(RuntimeError):  # the handler's nursery is already closed
+                self._nursery.start_soon(self._ping, name="websocket ping")
+
+    async def _ping(self) -> None:
+        """Ping; close with ``1011`` if no answer comes within ``ping_timeout``, else schedule
+        the next ping."""
+        timeout = self._settings.ping_timeout
+        self._pong = pong = trio.Event()
+        self._ping_payload = os.urandom(4)
+        # The send is inside the timeout too: a peer that stops reading blocks it.
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            try:
+                await self._send(Ping(payload=self._ping_payload))
+            except WebSocketClosed:
                 return
-            self._pong = pong = trio.Event()
-            self._ping_payload = os.urandom(4)
-            # The send is inside the timeout too: a peer that stops reading blocks it.
-            with trio.move_on_after(math.inf if timeout is None else timeout):
-                try:
-                    await self._send(Ping(payload=self._ping_payload))
-                except WebSocketClosed:
-                    return
-                await pong.wait()
-                self._pong = None
-                continue
-            log.info("%s: no answer to a WebSocket ping in %ss: closing", self._peer(), timeout)
-            await self._fail(1011, "ping timeout")
+            await pong.wait()
+            self._pong = None
+            self._schedule_ping()
             return
+        log.info("%s: no answer to a WebSocket ping in %ss: closing", self._peer(), timeout)
+        await self._fail(1011, "ping timeout")
 
     def _going_away(self) -> None:
         """The server shuts down (called by the draining task, which must not fail)."""
