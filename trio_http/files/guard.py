@@ -31,6 +31,7 @@ class AccessGuard:
         self.policy = policy
         self.access = access
         self.trusted_origins = frozenset(origin.lower() for origin in trusted_origins)
+        self._everyone = Visitor(access, None)
 
     async def visitor(self, request: Request, url_path: str, *, write: bool) -> Visitor:
         """Who is asking, if they may read (*write*: change) *url_path*; else 401 or 403.
@@ -43,6 +44,8 @@ class AccessGuard:
         ``no-cors`` fetch, which browsers send with the visitor's credentials and without a
         preflight) is refused with 403 unless that site is trusted (``--cors-origin``).
         """
+        if not write and not self.access.enabled:
+            return self._everyone  # no rules: every read is allowed (the file server's hot path)
         headers = request.headers
         if write and cross_site_write(
             headers.get("origin"),

@@ -77,6 +77,8 @@ def file_response(
         return Response(status=304, headers=validators.headers(), representation=representation)
     headers = validators.headers()
     headers["accept-ranges"] = "bytes"
+    # The uploader's content, not the server's page: never sniffed into HTML.
+    headers["x-content-type-options"] = "nosniff"
     # Range (and so If-Range) is defined for GET only; any other method, HEAD included,
     # MUST ignore it (RFC 9110 §14.2): a HEAD answers as the HEAD of the 200 would.
     range_header = request.headers.get("range") if request.method == "GET" else None

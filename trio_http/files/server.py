@@ -128,14 +128,12 @@ class FileServer:
 
     async def get(self, request: Request) -> BaseResponse:
         url_path = request.path_params["path"]
-        visitor = await self.visitor(request, url_path, write=False)
-        if visitor.user is None and self.access.enabled and "login" in request.query:
+        visitor = await self.guard.visitor(request, url_path, write=False)
+        if self.access.enabled and visitor.user is None and "login" in request.query:
             # A browser sends credentials only when asked: the listing's "log in" link.
             raise HTTPError(401, "log in", headers={"www-authenticate": AUTHENTICATE})
         path = resolve_path_text(self.policy, url_path)
-        name = os.path.basename(path)
-        if name.startswith(TEMP_PREFIX):
-            raise HTTPError(404, "no such file")  # an upload in progress, even with hidden on
+        name = os.path.basename(path)  # resolve_path refused upload files already
         try:
             # O_NONBLOCK: opening a FIFO would otherwise wait for a writer, on the event loop.
             # For regular files it changes nothing, and open() costs microseconds there.
@@ -164,10 +162,8 @@ class FileServer:
         except BaseException:
             file.close()
             raise
-        # A stored file is the uploader's content, not the server's page: never sniffed into
-        # HTML, and, where some visitors may write what others (logged in) then open, its
-        # scripts run in no origin (an uploaded page cannot act with another's credentials).
-        response.headers.set("x-content-type-options", "nosniff")
+        # Where some visitors may write what others (logged in) then open, a stored page's
+        # scripts run in no origin: an uploaded page cannot act with another's credentials.
         if self.access.enabled and not self.read_only:
             response.headers.set("content-security-policy", "sandbox")
         return response

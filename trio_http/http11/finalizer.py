@@ -107,9 +107,10 @@ class ResponseFinalizer:
         if the head is invalid (a handler put a bad value in a header).
         """
         if request is not None:
-            response = await negotiate_and_encode(
-                response, request.headers.get("accept-encoding"), self._policy
-            )
+            if response.compress is not False:  # ASGI responses never are: skip the lookups
+                response = await negotiate_and_encode(
+                    response, request.headers.get("accept-encoding"), self._policy
+                )
             if wants_digest(request.headers):
                 response = await self._add_digests(request, response)
         return response, self._head(response, last=last, keep_alive=request is not None)
