@@ -29,10 +29,9 @@ from trio_http.files.tus_store import STAGING_NAME
 from trio_http.files.uploads import TEMP_PREFIX
 
 MiB = 1024 * 1024
-#: The tuspy upload: big enough for 16 chunks, three cuts and a kill to land mid-PATCH, small
-#: enough to stay well under a minute on two cores with every PATCH fsynced.  The issue asks
-#: for 1 GiB; run that by hand with TUS_UPLOAD_SIZE=1073741824 (the constant only sets size).
-UPLOAD_SIZE = int(os.environ.get("TUS_UPLOAD_SIZE", 64 * MiB))
+#: The tuspy upload: 1 GiB, as issue 15 asks (about 17 s on two cores with every PATCH
+#: fsynced, and 2 GiB of temporary disk); TUS_UPLOAD_SIZE=67108864 for a quick local run.
+UPLOAD_SIZE = int(os.environ.get("TUS_UPLOAD_SIZE", 1024 * MiB))
 CHUNK_SIZE = 4 * MiB
 NODE_DIR = REPO / "tests" / "node"
 
