@@ -1,7 +1,8 @@
 """RFC 9530 digests: field parsing and formatting, verified uploads, digests of responses.
 
-The tests marked "through the server" need the lead's wiring (FileServer._store passing
-``expected=expected_digests(...)``, ResponseFinalizer.finalize calling ``digest_fields``).
+The tests marked "through the server" go through FileServer._store (which passes
+``expected=expected_digests(...)``) and ResponseFinalizer.finalize (which calls
+``digest_fields``).
 """
 
 from __future__ import annotations

@@ -160,7 +160,7 @@ _WANT_FIELDS = frozenset({b"want-content-digest", b"want-repr-digest"})
 def wants_digest(request_headers: Headers) -> bool:
     """Whether the request asks for a digest at all: the cheap test every response makes
     (a plain loop: a third faster than ``any()`` over a generator, 0.37 against 0.55 µs)."""
-    for name, _ in request_headers.raw:
+    for name, _ in request_headers.raw:  # noqa: SIM110 (faster than any(), see above)
         if name in _WANT_FIELDS:
             return True
     return False

@@ -8,8 +8,7 @@ own ``408`` and ``503``: :meth:`ResponseFinalizer.finalize` gives each the same 
 2. ``Content-Length`` from the body itself (never from the handler);
 3. the digests the request asks for (``Want-Content-Digest``, ``Want-Repr-Digest``: RFC 9530),
    over the bytes as they will be sent;
-4. ``Date``, ``Server``, and ``Connection: close`` or ``Keep-Alive``.
-
+4. ``Date``, ``Server``, and ``Connection: close`` or ``Keep-Alive``;
 5. the configured extra fields (``ServerConfig.extra_headers``: HSTS, CSP), unless the
    response sets them itself.
 

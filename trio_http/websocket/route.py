@@ -57,7 +57,7 @@ async def serve_websocket(
                 await websocket.close(1011, "internal error")
         if websocket.state != "connecting":
             await websocket.close(1000)
-        nursery.cancel_scope.cancel()  # the reader and the keep-alive
+        nursery.cancel_scope.cancel()  # the reader (pings come from the shared timer)
     if failure is not None:
         raise failure  # outside the nursery: an HTTPError keeps its status, the rest is a 500
     if websocket.state == "connecting":
