@@ -67,6 +67,7 @@ def make_app(
     *,
     allow_hidden: bool = False,
     max_uploads: int = 100,
+    max_per_client: int = 20,
     authorize: Authorize | None = None,
 ) -> tuple[App, TusServer]:
     app = App()
@@ -78,6 +79,7 @@ def make_app(
         max_size=64 * 1024 * 1024,
         expiry=EXPIRY,
         max_uploads=max_uploads,
+        max_per_client=max_per_client,
         authorize=authorize,
         now=clock,
     )
@@ -423,6 +425,23 @@ async def test_at_most_max_uploads_unfinished(root: Path, clock: WallClock) -> N
         assert response.status == 503
         assert response.headers["retry-after"] == "60"
         assert "unfinished uploads" in response.text
+        assert (await client.delete(first, headers=TUS)).status == 204
+        assert (await create(client, "3", 5)).status == 201
+
+
+async def test_one_client_cannot_take_every_place(root: Path, clock: WallClock) -> None:
+    """One client's unfinished uploads are capped below the server's (429, RFC 6585)."""
+    app, tus = make_app(root, clock, max_uploads=5, max_per_client=2)
+    async with TestClient(app) as client:
+        first = await new_upload(client, "1", 5)
+        await new_upload(client, "2", 5)
+        response = await create(client, "3", 5)
+        assert response.status == 429 and response.headers["retry-after"] == "60"
+        assert "the most one client may keep" in response.text
+        # Another client still has its places.
+        other = UploadInfo(5, "", "x", clock(), clock() + 60, owner="192.0.2.99")
+        tus.staging.create("f" * 32, other)
+        assert tus.staging.count("192.0.2.99") == (3, 1)
         assert (await client.delete(first, headers=TUS)).status == 204
         assert (await create(client, "3", 5)).status == 201
 

@@ -36,6 +36,7 @@ from ..protocol.httpdate import format_http_date
 from ..protocol.tus import (
     CHECKSUM_MISMATCH,
     TUS_VERSION,
+    check_capacity,
     check_content_length,
     check_tus_resumable,
     is_offset_stream,
@@ -83,7 +84,8 @@ class TusServer:
     """Resumable uploads into *root* (see the module docstring).
 
     *max_size* caps ``Upload-Length`` (``413``); *expiry* is how long an upload may go
-    unwritten before it is removed; *max_uploads* caps the unfinished uploads (``503``);
+    unwritten before it is removed; *max_uploads* caps the unfinished uploads (``503``),
+    *max_per_client* those of one client address (``429``);
     *authorize* is asked before an upload is created, written, read or removed.  *now* is
     the wall clock, which expiry times are on (they outlive the process).
     """
@@ -96,6 +98,7 @@ class TusServer:
         max_size: int,
         expiry: float = 24 * 3600,
         max_uploads: int = 100,
+        max_per_client: int = 20,
         authorize: Authorize | None = None,
         prefix: str = "/uploads",
         now: Callable[[], float] = time.time,
@@ -105,6 +108,7 @@ class TusServer:
         self.max_size = max_size
         self.expiry = expiry
         self.max_uploads = max_uploads
+        self.max_per_client = max_per_client
         self.authorize = authorize or _allow
         self.prefix = prefix.rstrip("/")
         self.now = now
@@ -220,17 +224,13 @@ class TusServer:
             check_content_length(declared, 0, length)
         upload_id = secrets.token_hex(16)
         created = self.now()
-        info = UploadInfo(length, raw_metadata, target, created, created + self.expiry)
+        owner = request.client[0] if request.client else ""
+        info = UploadInfo(length, raw_metadata, target, created, created + self.expiry, owner)
         async with self._creating:  # count and create as one step in this process
-            count = await trio.to_thread.run_sync(self.staging.count)
-            if count >= self.max_uploads:
-                # RFC 9110 §15.6.4: a temporary overload of the server as a whole (not one
-                # client's rate, 429); tus clients retry a 503 after a delay.
-                raise HTTPError(
-                    503,
-                    f"{count} unfinished uploads, the most this server keeps; retry later",
-                    headers={"retry-after": "60"},
-                )
+            total, mine = await trio.to_thread.run_sync(self.staging.count, info.owner)
+            check_capacity(
+                total, mine, max_total=self.max_uploads, max_per_client=self.max_per_client
+            )
             try:
                 await trio.to_thread.run_sync(self.staging.create, upload_id, info)
             except OSError as exc:

@@ -63,6 +63,8 @@ class UploadInfo:
     created: float
     #: When it expires if never touched again (each write moves it: see :meth:`Staging.expires`).
     expires: float
+    #: Who created it (the client's address), for the cap on one client's unfinished uploads.
+    owner: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), ensure_ascii=True).encode("ascii")
@@ -81,7 +83,10 @@ class UploadInfo:
             raise ValueError("bad metadata or target")
         if not (isinstance(created, int | float) and isinstance(expires, int | float)):
             raise ValueError("bad times")
-        return cls(length, metadata, target, float(created), float(expires))
+        owner = raw.get("owner", "")  # absent in info files of earlier versions
+        if not isinstance(owner, str):
+            raise ValueError("bad owner")
+        return cls(length, metadata, target, float(created), float(expires), owner)
 
 
 @dataclass
@@ -115,12 +120,17 @@ class Staging:
 
     # ------------------------------------------------------------ creating and reading
 
-    def count(self) -> int:
-        """How many uploads exist (finished ones are gone)."""
+    def count(self, owner: str) -> tuple[int, int]:
+        """How many uploads exist (finished ones are gone), and how many of them *owner*'s."""
         try:
-            return sum(1 for name in os.listdir(self.dir) if name.endswith(_INFO))
+            names = [name for name in os.listdir(self.dir) if name.endswith(_INFO)]
         except FileNotFoundError:
-            return 0
+            return 0, 0
+        mine = 0
+        for name in names:
+            info = self.load(name.removeprefix(TEMP_PREFIX).removesuffix(_INFO))
+            mine += info is not None and info.owner == owner
+        return len(names), mine
 
     def create(self, upload_id: str, info: UploadInfo) -> None:
         """Create the empty data file, then the info file; durably (``OSError`` passes)."""

@@ -23,6 +23,7 @@ __all__ = [
     "OFFSET_STREAM",
     "TUS_VERSION",
     "Creation",
+    "check_capacity",
     "check_content_length",
     "check_tus_resumable",
     "is_offset_stream",
@@ -211,6 +212,20 @@ def parse_creation(header: Callable[[str], str | None], max_size: int) -> Creati
         # Refused now, not after the upload when the file cannot be created.
         raise HTTPError(414, "a name in the filename is too long for the file system")
     return Creation(length, target, metadata)
+
+
+def check_capacity(total: int, mine: int, *, max_total: int, max_per_client: int) -> None:
+    """Refuse a new upload when the server, or this client, keeps as many unfinished ones as
+    allowed: ``503`` for the server as a whole (RFC 9110 §15.6.4, a temporary overload), ``429``
+    for one client's share (RFC 6585 §4), so one client cannot take every place.  Both say
+    when to retry; tus clients and the listing page send the file whole instead."""
+    retry = {"retry-after": "60"}
+    if total >= max_total:
+        message = f"{total} unfinished uploads, the most this server keeps; retry later"
+        raise HTTPError(503, message, headers=retry)
+    if mine >= max_per_client:
+        message = f"you have {mine} unfinished uploads, the most one client may keep"
+        raise HTTPError(429, message + ": finish or delete one", headers=retry)
 
 
 def options_headers(max_size: int) -> dict[str, str]:

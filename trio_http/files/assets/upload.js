@@ -187,8 +187,9 @@
           "Upload-Length": String(file.size),
           "Upload-Metadata": `filename ${base64(target)}`,
         });
-        if (xhr.status === 503) {
-          // The server has all the unfinished uploads it takes: send this one whole.
+        if (xhr.status === 503 || xhr.status === 429) {
+          // The server (or our share of it) has all the unfinished uploads it takes: send
+          // this one whole.
           this.resumable = false;
           return this.sendPut();
         }
