@@ -85,9 +85,6 @@ class CorsPolicy:
     def allows(self, origin: str) -> bool:
         return self.origins is None or origin.lower() in self.origins
 
-    def is_preflight(self, method: str, origin: str | None, requested: str | None) -> bool:
-        return method == "OPTIONS" and origin is not None and requested is not None
-
     def response_fields(self, origin: str) -> dict[str, str]:
         """The fields of an actual (not preflight) response to an allowed *origin*."""
         fields = {"access-control-expose-headers": ", ".join(self.expose)}
@@ -154,7 +151,7 @@ def with_cors(handler: Handler, policy: CorsPolicy) -> Handler:
         if origin is None or not policy.allows(origin):
             return await handler(request)
         requested = headers.get("access-control-request-method")
-        if policy.is_preflight(request.method, origin, requested):
+        if request.method == "OPTIONS" and requested is not None:  # a preflight
             fields = policy.preflight_fields(origin, headers.get("access-control-request-headers"))
             return Response(status=204, headers=_with_vary(fields))
         fields = policy.response_fields(origin)
