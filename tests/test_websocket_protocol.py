@@ -1331,6 +1331,123 @@ async def test_reading_stops_when_the_handler_does_not_receive() -> None:
     assert seen.ended.is_set()
 
 
+# ------------------------------------------------------------------ who reads the socket
+
+
+def websocket_tasks() -> list[str]:
+    """The names of the running tasks a WebSocket session started (reader, ping, goodbye)."""
+    names: list[str] = []
+
+    def walk(task: trio.lowlevel.Task) -> None:
+        if task.name.startswith("websocket "):
+            names.append(task.name)
+        for nursery in task.child_nurseries:
+            for child in nursery.child_tasks:
+                walk(child)
+
+    walk(trio.lowlevel.current_root_task())
+    return names
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_an_idle_websocket_has_no_task_of_its_own(
+    autojump_clock: trio.testing.MockClock, kind: str
+) -> None:
+    """The handler's receive() reads the socket itself: no reader task (bench ws-idle)."""
+    app, seen = echo_app()
+    async with connected(app, kind) as client:
+        await client.open()
+        await client.send(text("hello"))
+        assert await client.recv_message() == "hello"
+        await trio.sleep(10)  # past the standby reader's delay: the handler is reading
+        assert websocket_tasks() == []
+        await client.send(text("again"))
+        assert await client.recv_message() == "again"
+        await client.send(close_frame(1000))
+        await client.expect_close(1000)
+    assert seen.messages == ["hello", "again"]
+
+
+async def test_a_handler_that_does_not_receive_still_answers_pings_and_the_close(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Nobody reads for the standby delay: a standby reader answers for the handler."""
+    app, seen, release = parked_app(quiet())
+    async with connected(app) as client:
+        await client.open()
+        sent = trio.current_time()
+        await client.send(frame(OP_PING, b"are you there"))
+        pong = await client.recv_frame()
+        assert (pong.opcode, pong.payload) == (OP_PONG, b"are you there")
+        assert trio.current_time() - sent <= 1
+        assert websocket_tasks() == ["websocket reader"]
+        await client.send(close_frame(1001, "leaving"))
+        await client.expect_close(1001)
+        release.set()
+        await client.expect_eof()
+    assert seen.websocket is not None and seen.websocket.close_code == 1001
+    assert seen.ended.is_set()
+
+
+async def test_a_cancelled_receive_loses_no_frame(autojump_clock: trio.testing.MockClock) -> None:
+    """receive() may be cancelled while it reads: what was read is kept, the frames of a
+    message that straddles the cancellation are joined."""
+    app = App(websocket_settings=quiet())
+    got: list[str | bytes] = []
+    timeouts = 0
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        nonlocal timeouts
+        await ws.accept()
+        got.append(await ws.receive())
+        await ws.send("go")
+        while len(got) < 2:
+            with trio.move_on_after(1) as waited:
+                got.append(await ws.receive())
+            timeouts += waited.cancelled_caught
+        await ws.close()
+
+    async with connected(app) as client:
+        await client.open()
+        await client.send(text("ready?"))
+        assert await client.recv_message() == "go"
+        await client.send(text("first half, ", fin=False))
+        await trio.sleep(5)  # the handler's receive() is cancelled several times meanwhile
+        await client.send(frame(OP_CONT, b"second half"))
+        await client.expect_close(1000)
+        await client.send(close_frame(1000))
+    assert got == ["ready?", "first half, second half"]
+    assert timeouts >= 4
+
+
+async def test_two_receivers_get_each_message_once() -> None:
+    app = App(websocket_settings=quiet())
+    got: dict[str, list[str | bytes]] = {"a": [], "b": []}
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+
+        async def receiver(name: str) -> None:
+            with contextlib.suppress(WebSocketClosed):
+                while True:
+                    got[name].append(await ws.receive())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receiver, "a")
+            nursery.start_soon(receiver, "b")
+
+    async with connected(app) as client:
+        await client.open()
+        for i in range(20):
+            await client.send(text(str(i)))
+            await trio.testing.wait_all_tasks_blocked()
+        await client.send(close_frame(1000))
+        await client.expect_close(1000)
+    assert sorted(got["a"] + got["b"], key=int) == [str(i) for i in range(20)]
+
+
 def shrink_buffers(client: trio.SocketStream, server: trio.SocketStream) -> None:
     """Small kernel buffers (no autotuning), so a stalled side blocks after little data."""
     client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)

@@ -13,7 +13,7 @@ import zlib
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
-__all__ = ["BoundedDeflate"]
+__all__ = ["BoundedDeflate", "negotiate_deflate"]
 
 
 class BoundedDeflate(PerMessageDeflate):
@@ -70,3 +70,20 @@ class BoundedDeflate(PerMessageDeflate):
         if fin:
             self._inflated = 0
         return result
+
+
+def negotiate_deflate(
+    offers: tuple[str, ...], max_size: int
+) -> tuple[BoundedDeflate | None, str | None]:
+    """The extension to use for the client's ``Sec-WebSocket-Extensions`` *offers* and the
+    answer to send (RFC 7692 §5), or ``(None, None)`` if none is acceptable."""
+    for offer in offers:
+        extension = BoundedDeflate(max_size)
+        if offer.split(";")[0].strip() != extension.name:
+            continue
+        accepted = extension.accept(offer)
+        if accepted is None or accepted is False:
+            continue
+        params = accepted if isinstance(accepted, str) else ""
+        return extension, f"{extension.name}; {params}" if params else extension.name
+    return None, None
