@@ -74,13 +74,14 @@ async def serve_websocket_scope(
 
 class _Cycle:
     # Slots: it lives as long as the WebSocket (bench ws-idle).
-    __slots__ = ("_connected", "_decided", "_denial", "exchange", "websocket")
+    __slots__ = ("_connected", "_decided", "_decided_event", "_denial", "exchange", "websocket")
 
     def __init__(self, exchange: Exchange, websocket: WebSocket) -> None:
         self.exchange = exchange
         self.websocket = websocket
         self._connected = False  # websocket.connect was delivered
-        self._decided = trio.Event()  # accepted, or refused with a response
+        self._decided = False  # accepted, or refused with a response
+        self._decided_event: trio.Event | None = None  # made only if receive() waits for it
         self._denial: Message | None = None  # a websocket.http.response.start
 
     async def receive(self) -> Message:
@@ -88,8 +89,10 @@ class _Cycle:
             self._connected = True
             await trio.lowlevel.checkpoint()
             return {"type": "websocket.connect"}
-        if not self._decided.is_set():  # (set, wait() would still cost a scheduler round)
-            await self._decided.wait()
+        if not self._decided:
+            if self._decided_event is None:
+                self._decided_event = trio.Event()
+            await self._decided_event.wait()
         try:
             data = await self.websocket.receive()
         except (WebSocketClosed, RuntimeError) as exc:
@@ -111,7 +114,7 @@ class _Cycle:
                 (bytes(name).lower(), bytes(value)) for name, value in message.get("headers", ())
             ]
             await websocket.accept(message.get("subprotocol"), headers)
-            self._decided.set()
+            self._decide()
         elif kind == "websocket.send" and websocket.state != "connecting":
             data: Any = message.get("bytes")
             if data is None:
@@ -134,11 +137,11 @@ class _Cycle:
 
     async def _refuse(self) -> None:
         """``websocket.close`` before accepting: 403 (the spec's "HTTP 403 response")."""
-        if self._decided.is_set():
+        if self._decided:
             return
         response = error_response(403, "the WebSocket was refused")
         await self.exchange.respond(response.status, response.headers.raw, response.body)
-        self._decided.set()
+        self._decide()
 
     async def _deny(self, message: Message) -> None:
         """The ``websocket.http.response`` extension: the app's own response, in pieces."""
@@ -150,13 +153,18 @@ class _Cycle:
         if not self.exchange.started:
             if not message.get("more_body"):
                 await self.exchange.respond(int(start["status"]), headers, body)
-                self._decided.set()
+                self._decide()
                 return
             await self.exchange.start(int(start["status"]), headers, None)
         await self.exchange.send(body)
         if not message.get("more_body"):
             await self.exchange.end()
-            self._decided.set()
+            self._decide()
+
+    def _decide(self) -> None:
+        self._decided = True
+        if self._decided_event is not None:
+            self._decided_event.set()
 
     async def finish(self) -> None:
         """After the app returns: close an open WebSocket (1000), refuse an undecided one."""

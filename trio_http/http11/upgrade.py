@@ -86,23 +86,35 @@ class UpgradedStream(trio.abc.HalfCloseableStream):
     def __init__(self, stream: trio.abc.Stream, pending: bytes) -> None:
         self._stream = stream
         self._pending = pending
-        self.going_away = trio.Event()
+        self._gone_away = False  # go_away() was called
+        self._going_away: trio.Event | None = None  # made on first use (memory per connection)
         self._going_away_callbacks: list[Callable[[], object]] = []
         self._socket = stream.socket if type(stream) is trio.SocketStream else None
         self._sending = False  # a write that blocked is in progress (through trio)
         self._sends_without_yield = 0
 
+    @property
+    def going_away(self) -> trio.Event:
+        """Set when the server shuts down."""
+        if self._going_away is None:
+            self._going_away = trio.Event()
+            if self._gone_away:
+                self._going_away.set()
+        return self._going_away
+
     def go_away(self) -> None:
         """The server is shutting down: set :attr:`going_away`, run the callbacks."""
-        if not self.going_away.is_set():
-            self.going_away.set()
+        if not self._gone_away:
+            self._gone_away = True
+            if self._going_away is not None:
+                self._going_away.set()
             for callback in self._going_away_callbacks:
                 callback()
 
     def on_going_away(self, callback: Callable[[], object]) -> None:
         """Call *callback* (synchronously, in the task that drains) when the server shuts
         down, or now if it already is."""
-        if self.going_away.is_set():
+        if self._gone_away:
             callback()
         else:
             self._going_away_callbacks.append(callback)
