@@ -1556,6 +1556,43 @@ async def test_send_over_tcp_blocks_instead_of_buffering() -> None:
     assert progress == list(range(cap))
 
 
+async def test_a_ping_during_a_blocked_send_is_answered_after_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A big message to a client that does not read blocks send(); the client's ping is
+    read (by the standby reader) and answered once the message is through, without closing."""
+    big = b"b" * (8 * 1024 * 1024)
+    app = App(websocket_settings=quiet())
+    sent = trio.Event()
+
+    @app.websocket("/ws")
+    async def push(ws: WebSocket) -> None:
+        await ws.accept()
+        assert await ws.receive() == "go"
+        await ws.send(big)
+        sent.set()
+        async for _ in ws:
+            pass
+
+    client_end, server_end = await socket_stream_pair()
+    shrink_buffers(client_end, server_end)
+    async with connected(app, pair=(client_end, server_end)) as client:
+        await client.open()
+        await client.send(text("go"))
+        await trio.testing.wait_all_tasks_blocked()
+        assert not sent.is_set()
+        await client.send(frame(OP_PING, b"still there?"))
+        # (Virtual seconds) past the standby delay, so the ping is read, and past close_timeout:
+        # the pong waits for the send without a deadline, as the send itself does.
+        await trio.sleep(10)
+        assert await client.recv_message() == big
+        pong = await client.recv_frame()
+        assert (pong.opcode, pong.payload) == (OP_PONG, b"still there?")
+        await client.send(close_frame(1000))
+        await client.expect_close(1000)
+    assert sent.is_set()
+
+
 # ------------------------------------------------------------------------------ many at once
 
 

@@ -1,21 +1,17 @@
 """One WebSocket after its handshake: wsproto for the frames, the application's tasks for I/O.
 
-No task of its own reads the socket while the application waits for input.  The peer's
-bytes are read by **whichever task is waiting for them**: the application in :meth:`receive`,
-:meth:`close` waiting for the peer's close, a ping waiting for its pong.  One reads at a time;
-the others wait and are woken after each read (see :meth:`WebSocket._read_until`).  An idle
-WebSocket is then one task, the application's, parked in ``receive()`` (bench ws-idle), and a
-message reaches it without a hop through another task.  Whoever reads also answers pings and
-completes the close handshake.
+No task of the WebSocket reads the socket: **whichever task waits for input reads it** (the
+application in :meth:`receive`, :meth:`close` waiting for the peer's close, a ping waiting for
+its pong), one at a time, the others woken after each read (:meth:`WebSocket._read_until`).
+Whoever reads answers pings and completes the close handshake.  An idle WebSocket is then one
+task, the application's (bench ws-idle), and a message reaches it without a task hop.  Besides:
 
-- A **standby reader** task covers an application that stops receiving: when nobody has read
-  for ``STANDBY_DELAY`` (the shared timer of timer.py looks, one entry per WebSocket at a
-  time), it reads until another task waits to read or ``queue_size`` messages wait (then
-  reading stops, and TCP slows the client down).
-- A **ping** every ``ping_interval``, started by the shared timer: a peer that does not answer
-  within ``ping_timeout`` is closed with ``1011`` (so an idle socket is bounded too).
-- A **goodbye** closes with ``1001`` when the server shuts down (started then, by the stream's
-  ``on_going_away`` callback).
+- a **standby reader**, when nobody has read for ``STANDBY_DELAY`` (the shared timer of
+  timer.py looks): it reads until another task waits to read or ``queue_size`` messages wait
+  (then reading stops, and TCP slows the client down);
+- a **ping** every ``ping_interval``, started by the shared timer: a peer that does not answer
+  within ``ping_timeout`` is closed with ``1011`` (so an idle socket is bounded too);
+- a **goodbye** with ``1001`` when the server shuts down (from ``on_going_away``).
 
 Violations close with the RFC 6455 codes: wsproto reports ``1002`` (protocol error) and ``1007``
 (invalid UTF-8); a message over ``max_size`` (counted inflated, see deflate.py) gives ``1009``.
@@ -114,9 +110,8 @@ class WebSocket:
         offered: ``ValueError`` otherwise) and extra *headers*."""
         if self.state != "connecting":
             raise RuntimeError("the WebSocket has already been accepted")
-        extension, answer = (None, None)
-        if self._settings.compression:
-            extension, answer = negotiate_deflate(self._offer.extensions, self._settings.max_size)
+        offers = self._offer.extensions if self._settings.compression else ()
+        extension, answer = negotiate_deflate(offers, self._settings.max_size)
         fields = accept_fields(self._offer, subprotocol=subprotocol, extension=answer)
         fields += Headers(headers).raw
         self._stream = await self.request.upgrade(fields)
@@ -137,7 +132,7 @@ class WebSocket:
             await trio.lowlevel.checkpoint_if_cancelled()
             self._watch_reading()
         else:
-            await self._read_until(self._has_message)
+            await self._read_until(lambda: bool(self._messages) or self._ended)
         if self._messages:
             return self._messages.pop(0)
         raise WebSocketClosed(self.close_code or 1006, self.close_reason)
@@ -181,9 +176,6 @@ class WebSocket:
             raise StopAsyncIteration from None
 
     # ---------------------------------------------------------------- reading
-
-    def _has_message(self) -> bool:
-        return bool(self._messages) or self._ended
 
     def _is_closed(self) -> bool:
         return self.state == "closed"
@@ -245,13 +237,18 @@ class WebSocket:
                     if event.message_finished:
                         self._deliver()
                 elif isinstance(event, Ping):
-                    if self._protocol.state is ConnectionState.OPEN:  # not once closing
-                        with trio.move_on_after(self._settings.close_timeout) as waited:
-                            await self._send(event.response())
-                        if waited.cancelled_caught:  # the peer does not read
-                            self._lost("the client does not read")
-                            await self._finish()
-                            return
+                    if self._protocol.state is not ConnectionState.OPEN:
+                        continue  # (not once closing)
+                    if self._sending:  # a big message to a slow client: the reader won't wait
+                        with contextlib.suppress(RuntimeError):  # the nursery is closed
+                            self._nursery.start_soon(self._pong_back, event, name="websocket pong")
+                        continue
+                    with trio.move_on_after(self._settings.close_timeout) as waited:
+                        await self._send(event.response())
+                    if waited.cancelled_caught:  # the peer does not read at all
+                        self._lost("the client does not read")
+                        await self._finish()
+                        return
                 elif isinstance(event, Pong):
                     if self._pong is not None and event.payload == self._ping_payload:
                         self._pong = True
@@ -347,6 +344,10 @@ class WebSocket:
             return
         log.info("%s: no answer to a WebSocket ping in %ss: closing", self._peer(), timeout)
         await self._fail(1011, "ping timeout")
+
+    async def _pong_back(self, ping: Ping) -> None:
+        with contextlib.suppress(WebSocketClosed):
+            await self._send(ping.response())
 
     def _going_away(self) -> None:
         """The server shuts down (called by the draining task, which must not fail)."""
