@@ -1450,6 +1450,35 @@ async def test_two_receivers_get_each_message_once() -> None:
     assert sorted(got["a"] + got["b"], key=int) == [str(i) for i in range(20)]
 
 
+async def test_a_ping_waiting_for_its_pong_does_not_read_past_the_queue(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The ping reads while nobody else does, but not past ``queue_size`` waiting messages: a
+    client that floods and never answers is closed with 1011, its flood left unread."""
+    queue_size = 4
+    app, seen, release = parked_app(quiet(queue_size=queue_size, ping_interval=1, ping_timeout=10))
+    sent = 0
+    async with connected(app, pair=trio.testing.lockstep_stream_pair()) as client:
+        await client.open()
+
+        async def flood() -> None:
+            nonlocal sent
+            for i in range(50):
+                await client.stream.send_all(frame(OP_BINARY, i.to_bytes(2, "big")))
+                sent += 1
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(flood)
+            while (got := await client.recv_frame(timeout=30)).opcode == OP_PING:
+                pass  # never answered
+            assert got.opcode == OP_CLOSE and parse_close(got.payload)[0] == 1011
+            nursery.cancel_scope.cancel()
+        assert seen.websocket is not None
+        assert seen.websocket.messages_in <= queue_size + 1, seen.websocket.messages_in
+        assert sent <= queue_size + 2, f"the server kept reading: {sent} messages taken"
+        release.set()
+
+
 def shrink_buffers(client: trio.SocketStream, server: trio.SocketStream) -> None:
     """Small kernel buffers (no autotuning), so a stalled side blocks after little data."""
     client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)

@@ -183,11 +183,12 @@ class WebSocket:
     async def _read_until(self, done: Callable[[], bool], *, hand_over: bool = False) -> None:
         """Read and handle the peer's input until ``done()`` (or the WebSocket is closed);
         while another task reads, wait for it to handle what it read.  With *hand_over*,
-        return too once another task waits to read.  Only the wait for bytes can be
+        return too once another task waits to read.  While ``queue_size`` messages wait for the
+        application, nobody reads (memory stays bounded).  Only the wait for bytes can be
         cancelled: what was read is handled whole, shielded (answering a ping or a close is
         bounded by ``close_timeout``), so no frame is lost or half-answered."""
         while not done() and self.state != "closed":
-            if self._reading:
+            if self._reading or self._inbox_full():
                 if self._read_done is None:
                     self._read_done = trio.lowlevel.ParkingLot()
                 await self._read_done.park()
@@ -304,12 +305,12 @@ class WebSocket:
         """Read for an application that does not: until another task waits to read (it reads
         itself then) or ``queue_size`` messages wait."""
         try:
-            await self._read_until(self._inbox_full, hand_over=True)
+            await self._read_until(lambda: self._inbox_full() or self._ended, hand_over=True)
         finally:
             self._standby = 0
 
     def _inbox_full(self) -> bool:
-        return len(self._messages) >= self._settings.queue_size or self._ended
+        return len(self._messages) >= self._settings.queue_size
 
     # ---------------------------------------------------------------- pings and goodbye
 
