@@ -24,7 +24,7 @@ import trio
 from .protocol.accept_encoding import choose_coding
 from .response import BaseResponse, Response, StreamingResponse
 
-__all__ = ["CompressionPolicy", "available_codings", "negotiate_and_encode"]
+__all__ = ["CompressionPolicy", "available_codings", "encode_eligible", "negotiate_and_encode"]
 
 
 class Compressor(Protocol):
@@ -185,6 +185,13 @@ async def negotiate_and_encode(
     """
     if not policy.eligible(response):
         return response
+    return await encode_eligible(response, accept_encoding, policy)
+
+
+async def encode_eligible(
+    response: BaseResponse, accept_encoding: str | None, policy: CompressionPolicy
+) -> BaseResponse:
+    """:func:`negotiate_and_encode` for a *response* already found ``policy.eligible``."""
     _add_vary(response)
     if response.status == 206:
         return response

@@ -23,7 +23,7 @@ import time
 
 import h11
 
-from ..compression import negotiate_and_encode
+from ..compression import encode_eligible
 from ..config import ServerConfig
 from ..digests import DigestCache, digest_fields, wants_digest
 from ..errors import HTTPError
@@ -106,10 +106,12 @@ class ResponseFinalizer:
         if the head is invalid (a handler put a bad value in a header).
         """
         if request is not None:
-            if response.compress is not False:  # ASGI responses never are: skip the lookups
-                response = await negotiate_and_encode(
-                    response, request.headers.get("accept-encoding"), self._policy
-                )
+            # Eligibility first: most responses (ASGI's, empty, binary) are decided without the
+            # Accept-Encoding lookup and a coroutine.
+            policy = self._policy
+            if response.compress is not False and policy.eligible(response):
+                accept = request.headers.get("accept-encoding")
+                response = await encode_eligible(response, accept, policy)
             if wants_digest(request.headers):
                 response = await self._add_digests(request, response)
         return response, self._head(response, last=last, keep_alive=request is not None)
