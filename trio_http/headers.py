@@ -16,10 +16,6 @@ __all__ = ["HeaderInput", "Headers"]
 HeaderInput = Mapping[str, str] | Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]]
 
 
-def _encode(text: str | bytes) -> bytes:
-    return text if isinstance(text, bytes) else text.encode("latin-1")
-
-
 class Headers:
     """An ordered list of header fields with case-insensitive lookup.
 
@@ -37,7 +33,15 @@ class Headers:
             self.raw = []
             return
         items = fields.items() if isinstance(fields, Mapping) else fields
-        self.raw = [(_encode(name).lower(), _encode(value)) for name, value in items]
+        # Encoded inline, not by a helper: a file response's fields (a dict) are built per
+        # request, and two calls per field were most of the cost.
+        self.raw = [
+            (
+                (name if isinstance(name, bytes) else name.encode("latin-1")).lower(),
+                value if isinstance(value, bytes) else value.encode("latin-1"),
+            )
+            for name, value in items
+        ]
 
     @classmethod
     def from_raw(cls, raw: list[tuple[bytes, bytes]]) -> Headers:
