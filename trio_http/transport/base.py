@@ -8,14 +8,18 @@ server-side failure (a file that cannot be read), and is reported as such.
 Timeouts: a connection has one :class:`Deadline`, a ``trio.CancelScope`` entered once around
 its whole life.  A transport arms it before each wait and disarms it after, so no scope is
 created per I/O call.  When it fires, :attr:`Deadline.waiting_for` says what the connection was
-waiting for, which decides the answer (nothing, ``408``, or an abort).
+waiting for, which decides the answer (nothing, ``408``, or an abort).  The wait for the next
+request, once per request, is timed by :class:`_IdleTimer` rather than the scope's deadline.
 """
 
 from __future__ import annotations
 
 import abc
 import errno
+import heapq
+import itertools
 import math
+import weakref
 from types import TracebackType
 from typing import BinaryIO, Literal
 
@@ -89,21 +93,36 @@ network_errors = _NetworkErrors()
 class Deadline:
     """The one cancel scope that bounds every wait of a connection, and what it bounds now."""
 
-    __slots__ = ("scope", "waiting_for")
+    __slots__ = ("__weakref__", "_entry", "idle_due", "scope", "waiting_for")
 
     def __init__(self) -> None:
         self.scope = trio.CancelScope()
         self.waiting_for: Waiting = "nothing"
+        #: When the wait for the next request times out (``inf``: not waiting for one).
+        self.idle_due = math.inf
+        self._entry = math.inf  # the time of this deadline's entry in the idle timer
 
     def arm(self, waiting_for: Waiting, timeout: float | None) -> None:
         """Before blocking: note what for, and fire after *timeout* (``None``: never)."""
         self.waiting_for = waiting_for
-        if timeout is not None:
-            self.scope.deadline = trio.current_time() + timeout
+        if timeout is None:
+            return
+        when = trio.current_time() + timeout
+        if waiting_for != "idle":
+            self.scope.deadline = when
+            return
+        # The idle wait, once per request: a time noted, and at most one timer entry per
+        # connection (trio's deadline setter, there and back, cost 7 % of GET /: callgrind).
+        self.idle_due = when
+        if when < self._entry:
+            _idle_timer().schedule(self, when)
 
     def disarm(self) -> None:
         """After blocking.  Never in a ``finally``: a fired deadline keeps ``waiting_for``."""
-        self.scope.deadline = math.inf
+        if self.waiting_for == "idle":
+            self.idle_due = math.inf
+        else:
+            self.scope.deadline = math.inf
         self.waiting_for = "nothing"
 
     async def deliver_late_cancel(self) -> None:
@@ -124,6 +143,74 @@ class Deadline:
 
     def cancel(self) -> None:
         self.scope.cancel()
+
+
+class _IdleTimer:
+    """Fires the idle deadlines of every connection in a ``trio.run``, from one system task.
+
+    A connection's entry in the heap may be earlier than its :attr:`Deadline.idle_due` (it
+    went idle again since): the timer then moves it on to that time, so an entry is pushed
+    about once per timeout per connection, not once per request.  Connections are held weakly.
+    """
+
+    __slots__ = ("_heap", "_order", "_prune_at", "_sleep")
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, weakref.ref[Deadline]]] = []
+        self._order = itertools.count()  # equal times: no comparison of the references
+        self._sleep = trio.CancelScope()
+        self._prune_at = 1024
+
+    def schedule(self, deadline: Deadline, when: float) -> None:
+        deadline._entry = when  # an earlier entry of the same deadline is now stale
+        heapq.heappush(self._heap, (when, next(self._order), weakref.ref(deadline)))
+        if when < self._sleep.deadline:
+            self._sleep.deadline = when  # wake earlier than planned
+        if len(self._heap) > self._prune_at:
+            self._prune()
+
+    def _prune(self) -> None:
+        """Drop the stale entries: of connections that closed, or replaced by a later one."""
+        live = []
+        for entry in self._heap:
+            deadline = entry[2]()
+            if deadline is not None and deadline._entry == entry[0]:
+                live.append(entry)
+        heapq.heapify(live)
+        self._heap = live
+        self._prune_at = max(1024, 2 * len(live))
+
+    async def run(self) -> None:
+        while True:
+            now = trio.current_time()
+            while self._heap and self._heap[0][0] <= now:
+                when, _, ref = heapq.heappop(self._heap)
+                deadline = ref()
+                if deadline is None or deadline._entry != when:
+                    continue  # closed, or a later entry replaced this one
+                deadline._entry = math.inf
+                if deadline.idle_due <= now:
+                    deadline.scope.cancel()
+                elif deadline.idle_due != math.inf:  # idle again since: due later
+                    self.schedule(deadline, deadline.idle_due)
+            wake = self._heap[0][0] if self._heap else math.inf
+            with trio.CancelScope(deadline=wake) as sleep:
+                self._sleep = sleep
+                await trio.sleep_forever()
+
+
+_idle_timers: trio.lowlevel.RunVar[_IdleTimer] = trio.lowlevel.RunVar("trio_http.idle_timer")
+
+
+def _idle_timer() -> _IdleTimer:
+    """This ``trio.run``'s idle timer, started on first use."""
+    try:
+        return _idle_timers.get()
+    except LookupError:
+        timer = _IdleTimer()
+        _idle_timers.set(timer)
+        trio.lowlevel.spawn_system_task(timer.run, name="trio_http idle timer")
+        return timer
 
 
 class Transport(abc.ABC):
