@@ -140,6 +140,8 @@ def client_and_scheme(
             forwarded_for.append(value.decode("latin-1"))
         elif name == b"x-forwarded-proto":
             forwarded_proto.append(value.decode("latin-1"))
+    if not (forwarded or forwarded_for or forwarded_proto):
+        return peer, scheme  # the usual case: nothing to parse (2 % of an ASGI GET /)
     elements = parse_forwarded(",".join(forwarded))
     if elements:  # any Forwarded element, even a malformed one: see the module docstring
         return _from_forwarded(elements, peer, scheme, proxies)
