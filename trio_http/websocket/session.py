@@ -161,10 +161,10 @@ class WebSocket:
             with trio.move_on_after(self._settings.close_timeout):
                 with contextlib.suppress(WebSocketClosed):  # already lost: nothing to wait for
                     await self._send(CloseConnection(code=code, reason=reason or None))
-                    await self._read_until(self._is_closed)
+                    await self._read_until(lambda: False)  # (until closed)
             await self._finish()
         else:
-            await self._read_until(self._is_closed)
+            await self._read_until(lambda: False)  # (until closed)
 
     def __aiter__(self) -> WebSocket:
         return self
@@ -176,9 +176,6 @@ class WebSocket:
             raise StopAsyncIteration from None
 
     # ---------------------------------------------------------------- reading
-
-    def _is_closed(self) -> bool:
-        return self.state == "closed"
 
     async def _read_until(self, done: Callable[[], bool], *, hand_over: bool = False) -> None:
         """Read and handle the peer's input until ``done()`` (or the WebSocket is closed);
@@ -308,6 +305,7 @@ class WebSocket:
             await self._read_until(lambda: self._inbox_full() or self._ended, hand_over=True)
         finally:
             self._standby = 0
+            self._watch_reading()  # (the task it handed over to may not come back)
 
     def _inbox_full(self) -> bool:
         return len(self._messages) >= self._settings.queue_size
