@@ -3,13 +3,13 @@ cancel scope's own deadline (trio_http/transport/base.py)."""
 
 from __future__ import annotations
 
-import gc
 import math
 
 import pytest
 import trio
 import trio.testing
 
+from trio_http.transport import transport_for
 from trio_http.transport.base import Deadline, _idle_timer
 
 
@@ -104,16 +104,29 @@ def test_other_waits_use_the_scopes_deadline(clock: trio.testing.MockClock) -> N
 
 def test_closed_connections_do_not_pile_up_in_the_timer(clock: trio.testing.MockClock) -> None:
     async def main() -> None:
-        for _ in range(5000):  # a connection per request, each gone before its timeout
+        for _ in range(5000):  # a connection per request, each closed before its timeout
             deadline = Deadline()
             deadline.arm("idle", 60.0)
-            del deadline
-        gc.collect()
+            deadline.retire()  # what its transport's close() does
         assert len(_idle_timer()._heap) <= 1024 + 1
         survivor = Deadline()
         with survivor.scope:
             survivor.arm("idle", 61.0)
             await trio.sleep_forever()
         assert trio.current_time() == 61.0
+
+    run(clock, main)
+
+
+def test_a_closed_transport_retires_its_idle_entry(clock: trio.testing.MockClock) -> None:
+    async def main() -> None:
+        left, _right = trio.testing.memory_stream_pair()
+        transport = transport_for(left, write_timeout=None, linger_timeout=0)
+        with transport.deadline.scope:
+            transport.deadline.arm("idle", 5.0)
+            await transport.close(linger=False)
+        (entry,) = _idle_timer()._heap
+        assert entry[2] is transport.deadline
+        assert entry[2]._entry != entry[0]  # stale: skipped when due, dropped by a prune
 
     run(clock, main)

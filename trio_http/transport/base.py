@@ -19,7 +19,6 @@ import errno
 import heapq
 import itertools
 import math
-import weakref
 from types import TracebackType
 from typing import BinaryIO, Literal
 
@@ -93,7 +92,7 @@ network_errors = _NetworkErrors()
 class Deadline:
     """The one cancel scope that bounds every wait of a connection, and what it bounds now."""
 
-    __slots__ = ("__weakref__", "_entry", "idle_due", "scope", "waiting_for")
+    __slots__ = ("_entry", "idle_due", "scope", "waiting_for")
 
     def __init__(self) -> None:
         self.scope = trio.CancelScope()
@@ -125,6 +124,10 @@ class Deadline:
             self.scope.deadline = math.inf
         self.waiting_for = "nothing"
 
+    def retire(self) -> None:
+        """The connection is closing: its idle timer entry, if any, is now stale."""
+        self.idle_due = self._entry = math.inf
+
     async def deliver_late_cancel(self) -> None:
         """Raise ``Cancelled`` now if the scope was cancelled while the wait ended.
 
@@ -150,20 +153,21 @@ class _IdleTimer:
 
     A connection's entry in the heap may be earlier than its :attr:`Deadline.idle_due` (it
     went idle again since): the timer then moves it on to that time, so an entry is pushed
-    about once per timeout per connection, not once per request.  Connections are held weakly.
+    about once per timeout per connection, not once per request.  A closed connection's entry
+    is stale (:meth:`Deadline.retire`): skipped when due, dropped when the heap is pruned.
     """
 
     __slots__ = ("_heap", "_order", "_prune_at", "_sleep")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, weakref.ref[Deadline]]] = []
-        self._order = itertools.count()  # equal times: no comparison of the references
+        self._heap: list[tuple[float, int, Deadline]] = []
+        self._order = itertools.count()  # equal times: no comparison of the deadlines
         self._sleep = trio.CancelScope()
         self._prune_at = 1024
 
     def schedule(self, deadline: Deadline, when: float) -> None:
         deadline._entry = when  # an earlier entry of the same deadline is now stale
-        heapq.heappush(self._heap, (when, next(self._order), weakref.ref(deadline)))
+        heapq.heappush(self._heap, (when, next(self._order), deadline))
         if when < self._sleep.deadline:
             self._sleep.deadline = when  # wake earlier than planned
         if len(self._heap) > self._prune_at:
@@ -171,11 +175,7 @@ class _IdleTimer:
 
     def _prune(self) -> None:
         """Drop the stale entries: of connections that closed, or replaced by a later one."""
-        live = []
-        for entry in self._heap:
-            deadline = entry[2]()
-            if deadline is not None and deadline._entry == entry[0]:
-                live.append(entry)
+        live = [entry for entry in self._heap if entry[2]._entry == entry[0]]
         heapq.heapify(live)
         self._heap = live
         self._prune_at = max(1024, 2 * len(live))
@@ -184,9 +184,8 @@ class _IdleTimer:
         while True:
             now = trio.current_time()
             while self._heap and self._heap[0][0] <= now:
-                when, _, ref = heapq.heappop(self._heap)
-                deadline = ref()
-                if deadline is None or deadline._entry != when:
+                when, _, deadline = heapq.heappop(self._heap)
+                if deadline._entry != when:
                     continue  # closed, or a later entry replaced this one
                 deadline._entry = math.inf
                 if deadline.idle_due <= now:

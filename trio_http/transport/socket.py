@@ -149,6 +149,7 @@ class SocketTransport(Transport):
         return int.from_bytes(pending, sys.byteorder) > 0
 
     async def close(self, *, linger: bool) -> None:
+        self.deadline.retire()
         if linger and not self.eof:
             await self._linger(self._stream)
         # Synchronous: aclose_forcefully's cancel scope and cancelled checkpoint took a fifth

@@ -48,6 +48,7 @@ class StreamTransport(Transport):
             await self.send(chunk)
 
     async def close(self, *, linger: bool) -> None:
+        self.deadline.retire()
         stream = self._stream
         if linger and not self.eof and isinstance(stream, trio.abc.HalfCloseableStream):
             await self._linger(stream)
