@@ -208,6 +208,29 @@ async def test_an_idle_connection_keeps_nothing_of_its_last_request(run: Run) ->
     assert left == []
 
 
+async def test_a_request_being_served_keeps_nothing_of_its_h11_head(run: Run) -> None:
+    """A request can be served for hours (a WebSocket): h11's event for its head (the header
+    list again) is dropped once the request is built."""
+    app, entered, release = App(), trio.Event(), trio.Event()
+
+    @app.get("/held")
+    async def held(request: Request) -> Response:
+        entered.set()
+        await release.wait()
+        return Response("done")
+
+    client, _ = await run(app=app)
+    reader = Reader(client)
+    await client.send_all(GET % b"/held")
+    await entered.wait()
+    gc.collect()
+    left = [obj for obj in gc.get_objects() if isinstance(obj, h11.Request)]
+    release.set()
+    _, body = await reader.response()
+    assert body == b"done"
+    assert left == []
+
+
 async def test_pipelined_requests_are_answered_in_order(run: Run) -> None:
     client, _ = await run()
     await client.send_all(GET % b"/echo/a" + GET % b"/echo/b" + GET % b"/echo/c")

@@ -140,10 +140,8 @@ class HTTPConnection:
         try:
             with deadline.scope:
                 while True:
-                    event = await self._next_request()
-                    if event is None or not await self._exchange(event):
+                    if not await self._exchange(await self._next_request()):  # (see the del)
                         break
-                    event = None  # not kept alive by this frame while the connection idles
                 graceful = True  # left the loop, not by a fired deadline
             if deadline.fired:
                 graceful = await self._on_timeout()
@@ -156,8 +154,10 @@ class HTTPConnection:
             self._registry.discard(self)
             await self._transport.close(linger=graceful and not self._client_is_done())
 
-    async def _exchange(self, event: h11.Request | HTTPError) -> bool:
-        """Answer one request and log it; returns whether the connection goes on."""
+    async def _exchange(self, event: h11.Request | HTTPError | None) -> bool:
+        """Answer one request (``None``: none came) and log it; returns whether to go on."""
+        if event is None:
+            return False
         started = time.perf_counter()
         request: Request | None = None
         status, sent = 500, 0
@@ -166,6 +166,7 @@ class HTTPConnection:
                 status, sent = await self._respond(None, None, self._error(event))
                 return False
             request, body, refusal = self._start_request(event)
+            del event  # not kept while the request is served: a WebSocket's life (nor by run())
             if refusal is not None:
                 status, sent = await self._respond(request, body, self._error(refusal))
             elif self._exchange_app is not None:
