@@ -2,19 +2,13 @@
 
 No task of the WebSocket reads the socket: **whichever task waits for input reads it** (the
 application in :meth:`receive`, :meth:`close` waiting for the peer's close, a ping waiting for
-its pong), one at a time, the others woken after each read (:meth:`WebSocket._read_until`).
-Whoever reads answers pings and completes the close handshake.  An idle WebSocket is then one
-task, the application's (bench ws-idle), and a message reaches it without a task hop.  Besides:
-
-- a **standby reader**, when nobody has read for ``STANDBY_DELAY`` (the shared timer of
-  timer.py looks): it reads until another task waits to read or ``queue_size`` messages wait
-  (then reading stops, and TCP slows the client down);
-- a **ping** every ``ping_interval``, started by the shared timer: a peer that does not answer
-  within ``ping_timeout`` is closed with ``1011`` (so an idle socket is bounded too);
-- a **goodbye** with ``1001`` when the server shuts down (from ``on_going_away``).
-
-Violations close with the RFC 6455 codes: wsproto reports ``1002`` (protocol error) and ``1007``
-(invalid UTF-8); a message over ``max_size`` (counted inflated, see deflate.py) gives ``1009``.
+its pong), one at a time, the others woken after each read (:meth:`WebSocket._read_until`);
+whoever reads answers pings and the close.  An idle WebSocket is one task, the application's
+(bench ws-idle).  Besides: a **standby reader** when nobody has read for ``STANDBY_DELAY``
+(until another task waits to read or ``queue_size`` messages wait); a **ping** every
+``ping_interval`` (no answer within ``ping_timeout``: ``1011``), both started by the shared
+timer of timer.py; a **goodbye** (``1001``) when the server shuts down.  Violations close with
+RFC 6455's codes: ``1002``, ``1007`` (wsproto), ``1009`` over ``max_size`` (counted inflated).
 """
 
 from __future__ import annotations
@@ -39,6 +33,7 @@ from . import timer
 from .deflate import negotiate_deflate
 from .handshake import Offer, accept_fields
 from .messages import Data, WebSocketClosed, join_message, message_size
+from .sending import SendTurn, answering
 from .settings import WebSocketSettings
 
 __all__ = ["WebSocket", "WebSocketClosed", "WebSocketSettings"]
@@ -62,11 +57,11 @@ class WebSocket:
 
     # Slots, and parking lots made only when a task has to wait: memory per idle WebSocket.
     __slots__ = (
-        "__weakref__", "_ended", "_messages", "_nursery", "_offer", "_parts", "_ping_payload",
-        "_pong", "_protocol", "_read_done", "_reading", "_send_turn", "_sending", "_settings",
-        "_size", "_standby", "_stream", "bytes_in", "bytes_out", "close_code", "close_reason",
-        "headers", "messages_in", "messages_out", "path_params", "request", "state",
-        "subprotocol", "subprotocols",
+        "__weakref__", "_ended", "_messages", "_nursery", "_offer", "_parts", "_pending",
+        "_ping_payload", "_pong", "_pong_owed", "_protocol", "_read_done", "_reading",
+        "_settings", "_size", "_standby", "_stream", "_turn", "bytes_in", "bytes_out",
+        "close_code", "close_reason", "headers", "messages_in", "messages_out", "path_params",
+        "request", "state", "subprotocol", "subprotocols",
     )  # fmt: skip
 
     def __init__(
@@ -98,8 +93,9 @@ class WebSocket:
         self._standby = 0  # 1: a standby reader is due (timer), 2: it runs
         self._pong: bool | None = None  # a ping waits for its answer (None: no ping waits)
         self._ping_payload = b""
-        self._sending = False  # a frame is being written (one at a time on the wire)
-        self._send_turn: trio.lowlevel.ParkingLot | None = None  # senders waiting for it
+        self._pong_owed: Ping | None = None  # a ping to answer after the send in progress
+        self._pending = False  # wsproto may hold events not taken yet (the inbox was full)
+        self._turn = SendTurn()  # one frame at a time on the wire
 
     # ---------------------------------------------------------------- the API
 
@@ -177,12 +173,10 @@ class WebSocket:
     # ---------------------------------------------------------------- reading
 
     async def _read_until(self, done: Callable[[], bool], *, hand_over: bool = False) -> None:
-        """Read and handle the peer's input until ``done()`` (or the WebSocket is closed);
-        while another task reads, wait for it to handle what it read.  With *hand_over*,
-        return too once another task waits to read.  While ``queue_size`` messages wait for the
-        application, nobody reads (memory stays bounded).  Only the wait for bytes can be
-        cancelled: what was read is handled whole, shielded (answering a ping or a close is
-        bounded by ``close_timeout``), so no frame is lost or half-answered."""
+        """Read and handle the peer's input until ``done()`` or the close; while another task
+        reads (or ``queue_size`` messages wait), wait for it.  *hand_over*: return too once
+        another task waits to read.  Only the wait for bytes is cancellable; the answers owed
+        are shielded (answering), so no frame is lost or half-answered."""
         while not done() and self.state != "closed":
             if self._reading or self._inbox_full():
                 if self._read_done is None:
@@ -192,11 +186,14 @@ class WebSocket:
             assert self._stream is not None
             self._reading = True
             try:
-                try:
-                    data: bytes | None = bytes(await self._stream.receive_some(READ_SIZE))
-                except _LOST:
-                    data = None
-                await self._handle(data)  # (every wait in it is shielded)
+                if self._pending:  # events a full inbox left in wsproto's buffer first
+                    await self._take_events()
+                else:
+                    try:
+                        data: bytes | None = bytes(await self._stream.receive_some(READ_SIZE))
+                    except _LOST:
+                        data = None
+                    await self._handle(data)  # (every wait in it is shielded)
             finally:
                 self._reading = False
                 others_wait = self._wake_readers()  # (cancelled: one of them reads instead)
@@ -213,8 +210,8 @@ class WebSocket:
         return False
 
     async def _handle(self, data: bytes | None) -> None:
-        """Feed *data* (``None``: the connection was lost) to wsproto and act on its events.
-        Each wait in it is shielded (_answering); a shield around it all cost 25 % a message."""
+        """Feed *data* (``None``: the connection was lost) to wsproto and act on its events
+        (each wait shielded alone: a shield around it all cost 25 % a message)."""
         if data is None:
             self._lost("the connection was lost")
             return
@@ -222,6 +219,10 @@ class WebSocket:
         if not data:
             self._lost("the client closed the connection without a close frame")
             return
+        await self._take_events()
+
+    async def _take_events(self) -> None:  # (stops at a full inbox: the rest waits in wsproto)
+        self._pending = False
         try:
             for event in self._protocol.events():
                 if isinstance(event, (TextMessage, BytesMessage)):
@@ -233,14 +234,19 @@ class WebSocket:
                         return
                     if event.message_finished:
                         self._deliver()
+                        if self._inbox_full():
+                            self._pending = True
+                            return
                 elif isinstance(event, Ping):
                     if self._protocol.state is not ConnectionState.OPEN:
                         continue  # (not once closing)
-                    if self._sending:  # a big message to a slow client: the reader won't wait
-                        with suppress(RuntimeError):  # the nursery is closed
-                            self._nursery.start_soon(self._pong_back, event, name="websocket pong")
+                    if self._turn.busy:  # a big message to a slow client: the reader won't wait
+                        if self._pong_owed is None:  # (else that task sends this one's answer)
+                            with suppress(RuntimeError):  # the nursery is closed
+                                self._nursery.start_soon(self._pong_back, name="websocket pong")
+                        self._pong_owed = event  # only the latest is answered (RFC 6455 §5.5.3)
                         continue
-                    with _answering(self._settings.close_timeout) as waited:
+                    with answering(self._settings.close_timeout) as waited:
                         await self._send(event.response())
                     if waited.cancelled_caught:  # the peer does not read at all
                         self._lost("the client does not read")
@@ -270,12 +276,12 @@ class WebSocket:
         if state is ConnectionState.REMOTE_CLOSING:  # the peer began: answer its close
             self.state = "closing"
             self._end()
-            with _answering(self._settings.close_timeout), suppress(WebSocketClosed):
+            with answering(self._settings.close_timeout), suppress(WebSocketClosed):
                 await self._send(event.response())  # (it may have hung up already)
         elif state is ConnectionState.OPEN:  # wsproto found a violation (1002, 1007, ...)
             self.close_code, self.close_reason = int(event.code), event.reason or ""
             self._end()
-            with _answering(1), suppress(WebSocketClosed):
+            with answering(1), suppress(WebSocketClosed):
                 await self._send(CloseConnection(code=event.code, reason=event.reason))
         # (CLOSED: the peer's answer to our own close.)
         await self._finish()
@@ -338,12 +344,13 @@ class WebSocket:
             if answered:
                 self._schedule_ping()
             return
-        log.info("%s: no answer to a WebSocket ping in %ss: closing", self._peer(), timeout)
+        peer = peer_name(self.request.client)
+        log.info("%s: no answer to a WebSocket ping in %ss: closing", peer, timeout)
         await self._fail(1011, "ping timeout")
 
-    async def _pong_back(self, ping: Ping) -> None:
+    async def _pong_back(self) -> None:
         with suppress(WebSocketClosed):
-            await self._send(ping.response())
+            await self._send(None)
 
     def _going_away(self) -> None:
         """The server shuts down (called by the draining task, which must not fail)."""
@@ -358,35 +365,36 @@ class WebSocket:
 
     # ---------------------------------------------------------------- helpers
 
-    async def _send(self, event: Event) -> None:
+    async def _send(self, event: Event | None) -> None:
+        """Send one frame (``None``: the pong owed for the latest ping), in its turn: it is
+        built (compressed) then, so frames leave in deflate order and none after a close.  A
+        frame cut short (cancelled mid-write) would corrupt what follows: the stream closes."""
         assert self._stream is not None
+        await self._turn.take()
         try:
+            if event is None:
+                owed, self._pong_owed = self._pong_owed, None
+                event = owed.response() if owed is not None else Pong()
             data = self._protocol.send(event)
+            await self._stream.send_all(data)
         except LocalProtocolError:  # the state moved on (the peer closed) since the caller looked
             raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
-        # One frame at a time: wait only while another send is blocked mid-frame (a trio.Lock
-        # cost a scheduler round, or its bookkeeping, per message: bench/ab_cpu.py).
-        while self._sending:
-            if self._send_turn is None:
-                self._send_turn = trio.lowlevel.ParkingLot()
-            await self._send_turn.park()
-        self._sending = True
-        try:
-            await self._stream.send_all(data)
         except _LOST:
             self._lost("the connection was lost")
             raise WebSocketClosed(self.close_code or 1006, self.close_reason) from None
+        except BaseException:  # cancelled mid-frame: whatever follows would corrupt the stream
+            self._lost("a send was cut short")
+            await trio.aclose_forcefully(self._stream)
+            raise
         finally:
-            self._sending = False
-            if self._send_turn:
-                self._send_turn.unpark()
+            self._turn.release()
 
     async def _fail(self, code: int, reason: str) -> None:
         """Close at once after a violation or a timeout: send the code, don't wait long."""
         self.state = "closing"
         self.close_code, self.close_reason = code, reason
         self._end()
-        with _answering(1), suppress(WebSocketClosed):
+        with answering(1), suppress(WebSocketClosed):
             await self._send(CloseConnection(code=code, reason=reason))
         await self._finish()
 
@@ -409,12 +417,3 @@ class WebSocket:
         self._wake_readers()
         if self._stream is not None:
             await trio.aclose_forcefully(self._stream)
-
-    def _peer(self) -> str:
-        return peer_name(self.request.client)
-
-
-def _answering(seconds: float) -> trio.CancelScope:
-    """A scope for an answer the protocol owes (a pong, a close): the caller's cancellation
-    does not reach it (a frame cut short would break the stream), *seconds* bound it."""
-    return trio.CancelScope(deadline=trio.current_time() + seconds, shield=True)
