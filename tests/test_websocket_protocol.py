@@ -1622,6 +1622,138 @@ async def test_a_ping_during_a_blocked_send_is_answered_after_it(
     assert sent.is_set()
 
 
+# ----------------------------------------------- found by a review of the reader-less session
+
+
+async def test_a_ping_flood_during_a_blocked_send_owes_one_pong(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """While a send is blocked, only the latest ping is answered (RFC 6455 §5.5.3): one pong
+    task at most, not one per ping (20,000 pings made 53 MiB of tasks)."""
+    app = App(websocket_settings=quiet())
+
+    @app.websocket("/ws")
+    async def push(ws: WebSocket) -> None:
+        await ws.accept()
+        await ws.send(b"x" * 1000)  # the client does not read: blocked (lockstep)
+        async for _ in ws:
+            pass
+
+    async with connected(app, pair=trio.testing.lockstep_stream_pair()) as client:
+        await client.open()
+        await trio.sleep(1)  # past the standby delay: the standby reader reads
+        await client.stream.send_all(b"".join(frame(OP_PING, b"p") for _ in range(2000)))
+        await trio.testing.wait_all_tasks_blocked()
+        assert websocket_tasks().count("websocket pong") <= 1
+        assert await client.recv_message() == b"x" * 1000
+        pong = await client.recv_frame()
+        assert (pong.opcode, pong.payload) == (OP_PONG, b"p")
+        await client.send(close_frame(1000))
+
+
+async def test_concurrent_sends_keep_the_deflate_stream_in_order() -> None:
+    """A frame is compressed only on its sender's turn, and the turn passes in order: a
+    sender that sends again at once must not go before the one waiting."""
+    app = App(websocket_settings=quiet())
+    repeated = "hello world, hello world, hello world"
+
+    @app.websocket("/ws")
+    async def push(ws: WebSocket) -> None:
+        await ws.accept()
+
+        async def other() -> None:
+            await ws.send(repeated)  # waits: the big send below is mid-frame
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(other)
+            await ws.send("z" * 200_000)  # blocked until the client reads it (lockstep)
+            await ws.send(repeated)  # at once: compressed after other()'s
+        async for _ in ws:
+            pass
+
+    deflate_offer = handshake_request(extra=[("Sec-WebSocket-Extensions", "permessage-deflate")])
+    async with connected(app, pair=trio.testing.lockstep_stream_pair()) as client:
+        head = await client.handshake(deflate_offer)
+        assert head.status == 101 and client.inflater is not None
+        await trio.testing.wait_all_tasks_blocked()
+        got = [await client.recv_message() for _ in range(3)]
+        assert got == ["z" * 200_000, repeated, repeated], [g[:40] for g in got]
+        await client.send(close_frame(1000))
+
+
+async def test_one_compressed_read_does_not_inflate_past_the_queue() -> None:
+    """Reading stops at queue_size messages even inside one read: 150 compressed MiB in one
+    small read are not all inflated (they were: 150 MiB queued with queue_size 4)."""
+    mib = 1024 * 1024
+    app, seen, release = parked_app(quiet(queue_size=4, max_size=mib))
+    deflate_offer = handshake_request(extra=[("Sec-WebSocket-Extensions", "permessage-deflate")])
+    async with connected(app) as client:
+        assert (await client.handshake(deflate_offer)).status == 101
+        deflater = zlib.compressobj(wbits=-15)
+        payload = b""
+        for _ in range(150):
+            data = deflater.compress(b"\0" * mib) + deflater.flush(zlib.Z_SYNC_FLUSH)
+            payload += frame(OP_BINARY, data[: -len(DEFLATE_TAIL)], rsv=RSV1)
+        await client.send(payload)
+        await trio.testing.wait_all_tasks_blocked()
+        assert seen.websocket is not None
+        assert seen.websocket.messages_in <= 4 + 1, seen.websocket.messages_in
+        release.set()
+        await client.send(close_frame(1000))
+        await client.expect_close(1000)
+    assert len(seen.messages) == 150
+
+
+async def test_a_cancelled_close_still_ends_the_websocket(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A close() its caller cancels still finishes the WebSocket: left "closing", the route
+    layer's own close() waited forever."""
+    app = App(websocket_settings=quiet(close_timeout=5))
+
+    @app.websocket("/ws")
+    async def handler(ws: WebSocket) -> None:
+        await ws.accept()
+        with trio.move_on_after(1):  # less time than close_timeout
+            await ws.close(1000)
+
+    async with connected(app) as client:
+        await client.open()
+        await client.expect_close(1000)  # ... and never answered
+        with trio.move_on_after(3600):
+            await client.finished.wait()
+        assert client.finished.is_set()
+
+
+async def test_a_send_cancelled_mid_frame_closes_the_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A frame cut short cannot be finished: the next frame would land inside it, so the
+    connection is closed instead."""
+    app = App(websocket_settings=quiet())
+
+    @app.websocket("/ws")
+    async def push(ws: WebSocket) -> None:
+        await ws.accept()
+        with trio.move_on_after(1):
+            await ws.send(b"x" * 4_000_000)  # the client reads nothing meanwhile
+        with contextlib.suppress(WebSocketClosed):
+            await ws.send("after")
+        async for _ in ws:
+            pass
+
+    client_end, server_end = await socket_stream_pair()
+    shrink_buffers(client_end, server_end)
+    async with connected(app, pair=(client_end, server_end)) as client:
+        await client.open()
+        await trio.sleep(2)  # the send is cancelled meanwhile
+        received = 0
+        with trio.fail_after(IO_TIMEOUT):
+            while chunk := await client.stream.receive_some(65536):
+                received += len(chunk)
+        assert received < 4_000_000  # cut, and then the end of the connection
+
+
 # ------------------------------------------------------------------------------ many at once
 
 

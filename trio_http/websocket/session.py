@@ -150,16 +150,19 @@ class WebSocket:
         """Start the close handshake and wait (``close_timeout`` at most) for the peer's."""
         if self.state == "connecting":
             raise RuntimeError("not accepted: return a response to refuse a WebSocket")
-        if self.state == "open":
+        closing = self.state == "open"
+        if closing:
             self.state = "closing"
             self.close_code, self.close_reason = code, reason
             self._end(discard=True)  # messages read from now on are dropped
+        try:  # (a close in progress elsewhere is waited for, as long at most)
             with trio.move_on_after(self._settings.close_timeout), suppress(WebSocketClosed):
-                await self._send(CloseConnection(code=code, reason=reason or None))
+                if closing:
+                    await self._send(CloseConnection(code=code, reason=reason or None))
                 await self._read_until(lambda: False)  # (until closed)
-            await self._finish()
-        else:
-            await self._read_until(lambda: False)  # (until closed)
+        finally:  # even cancelled: a WebSocket left "closing" would wait forever
+            with trio.CancelScope(shield=True):
+                await self._finish()
 
     def __aiter__(self) -> WebSocket:
         return self
@@ -293,8 +296,7 @@ class WebSocket:
             timer.call_at(trio.current_time() + STANDBY_DELAY, self, "_standby_due")
 
     def _standby_due(self) -> None:
-        """Called by the timer, which must not fail: start the standby reader if nobody
-        reads (and there is room for what it reads)."""
+        """By the timer (must not fail): the standby reader, if nobody reads and there is room."""
         self._standby = 0
         if self.state == "open" and not self._reading and not self._inbox_full():
             with suppress(RuntimeError):  # the handler's nursery is already closed
@@ -302,8 +304,7 @@ class WebSocket:
                 self._standby = 2
 
     async def _read_on_standby(self) -> None:
-        """Read for an application that does not: until another task waits to read (it reads
-        itself then) or ``queue_size`` messages wait."""
+        """Read for an application that does not, until another task waits to read or is full."""
         try:
             await self._read_until(lambda: self._inbox_full() or self._ended, hand_over=True)
         finally:
