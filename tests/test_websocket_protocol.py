@@ -1479,19 +1479,20 @@ async def test_a_ping_waiting_for_its_pong_does_not_read_past_the_queue(
         release.set()
 
 
-def shrink_buffers(client: trio.SocketStream, server: trio.SocketStream) -> None:
-    """Small kernel buffers (no autotuning), so a stalled side blocks after little data."""
-    client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
-    client.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    server.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+async def small_buffer_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
+    """A real socket pair with small kernel buffers (no autotuning), so a stalled side blocks
+    after little data."""
+    client, server = await socket_stream_pair()
+    for end in (client, server):
+        end.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        end.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    return client, server
 
 
 async def test_a_flood_from_the_client_blocks_its_sends_and_memory_stays_bounded() -> None:
     queue_size, size, cap = 16, 64 * 1024, 400  # cap: 25 MiB, far more than the buffers
     app, seen, release = parked_app(quiet(queue_size=queue_size))
-    client_end, server_end = await socket_stream_pair()
-    shrink_buffers(client_end, server_end)
+    client_end, server_end = await small_buffer_pair()
     sent = 0
     all_sent = trio.Event()
     message = b"m" * size
@@ -1564,9 +1565,7 @@ async def test_send_over_tcp_blocks_instead_of_buffering() -> None:
             progress.append(i)
         done.set()
 
-    client_end, server_end = await socket_stream_pair()
-    shrink_buffers(client_end, server_end)
-    async with connected(app, pair=(client_end, server_end)) as client:
+    async with connected(app, pair=await small_buffer_pair()) as client:
         await client.open()
         tracemalloc.start()
         try:
@@ -1603,9 +1602,7 @@ async def test_a_ping_during_a_blocked_send_is_answered_after_it(
         async for _ in ws:
             pass
 
-    client_end, server_end = await socket_stream_pair()
-    shrink_buffers(client_end, server_end)
-    async with connected(app, pair=(client_end, server_end)) as client:
+    async with connected(app, pair=await small_buffer_pair()) as client:
         await client.open()
         await client.send(text("go"))
         await trio.testing.wait_all_tasks_blocked()
@@ -1742,9 +1739,7 @@ async def test_a_send_cancelled_mid_frame_closes_the_connection(
         async for _ in ws:
             pass
 
-    client_end, server_end = await socket_stream_pair()
-    shrink_buffers(client_end, server_end)
-    async with connected(app, pair=(client_end, server_end)) as client:
+    async with connected(app, pair=await small_buffer_pair()) as client:
         await client.open()
         await trio.sleep(2)  # the send is cancelled meanwhile
         received = 0
