@@ -461,3 +461,10 @@ def test_websocket_options_reach_the_server(tmp_path: Path) -> None:
                     b"Origin: " + origin.encode() + b"\r\n\r\n"
                 )
                 assert sock.recv(4096).startswith(b"HTTP/1.1 " + status), origin
+
+
+def test_a_websocket_limit_that_cannot_work_is_refused_with_status_2(tmp_path: Path) -> None:
+    write_app(tmp_path)
+    result = run_command("web:app", "--port", "0", "--app-dir", str(tmp_path), "--ws-max-size", "0")
+    assert result.returncode == 2, result.stderr
+    assert "WebSockets: max_size must be at least 1 byte, not 0" in result.stderr

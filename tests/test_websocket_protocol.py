@@ -1619,6 +1619,18 @@ async def test_a_ping_during_a_blocked_send_is_answered_after_it(
     assert sent.is_set()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("queue_size", 0), ("max_size", 0), ("ping_interval", 0), ("ping_timeout", -1),
+     ("close_timeout", 0)],
+)  # fmt: skip
+def test_settings_that_cannot_work_are_refused(field: str, value: float) -> None:
+    """queue_size 0 would mean nobody ever reads; the others a WebSocket closed at once."""
+    with pytest.raises(ValueError, match=field):
+        changes: dict[str, Any] = {field: value}
+        WebSocketSettings(**changes)
+
+
 # ----------------------------------------------- found by a review of the reader-less session
 
 

@@ -194,18 +194,22 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
     if args.workers > 1:
         return run_workers(args, argv)
     access_format: LogFormat = args.access_log_format
+    try:
+        websocket = WebSocketSettings(
+            max_size=args.ws_max_size,
+            ping_interval=args.ws_ping_interval,
+            ping_timeout=args.ws_ping_timeout,
+            allowed_origins=tuple(args.ws_origin) if args.ws_origin else None,
+        )
+    except ValueError as exc:
+        parser.error(f"WebSockets: {exc}")
     server = ASGIServer(
         app,
         config_from_args(args, compression=False),
         lifespan=args.lifespan,
         root_path=root_path.rstrip("/"),
         proxies=proxies,
-        websocket=WebSocketSettings(
-            max_size=args.ws_max_size,
-            ping_interval=args.ws_ping_interval,
-            ping_timeout=args.ws_ping_timeout,
-            allowed_origins=tuple(args.ws_origin) if args.ws_origin else None,
-        ),
+        websocket=websocket,
         access_log_format=access_format,
     )
     try:

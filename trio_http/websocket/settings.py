@@ -25,3 +25,17 @@ class WebSocketSettings:
     queue_size: int = 16
     #: How long a closing side waits for the peer's close frame.
     close_timeout: float = 5.0
+
+    def __post_init__(self) -> None:
+        # Each of these would leave a WebSocket that can never work (queue_size 0: nobody
+        # would ever read), so they are refused at once rather than found by a client.
+        if self.max_size < 1:
+            raise ValueError(f"max_size must be at least 1 byte, not {self.max_size}")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size must be at least 1, not {self.queue_size}")
+        for name in ("ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None, not {value}")
+        if self.close_timeout <= 0:
+            raise ValueError(f"close_timeout must be positive, not {self.close_timeout}")
