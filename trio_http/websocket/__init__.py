@@ -2,7 +2,9 @@
 
 - ``handshake.py``: the opening handshake, pure: what a request offers, what a 101 says;
 - ``deflate.py``: ``permessage-deflate`` with the size limit on the inflated message;
-- ``session.py``: :class:`WebSocket`: the frames, pings, close handshake, limits;
+- ``session.py``: :class:`WebSocket`: who reads, the frames, pings, close handshake, limits;
+- ``sending.py``: frames out one at a time (:class:`SendTurn`) and answers owed, whole;
+- ``messages.py``: what a WebSocket delivers and raises, pure;
 - ``route.py``: :func:`serve_websocket`, which a route handler of :meth:`App.websocket
   <trio_http.App.websocket>` runs.
 """
