@@ -328,12 +328,11 @@ class WebSocket:
                 self._nursery.start_soon(self._ping, name="websocket ping")
 
     async def _ping(self) -> None:
-        """Ping; close with ``1011`` if no answer comes within ``ping_timeout``, else schedule
-        the next ping."""
+        """Ping; close with ``1011`` if no answer comes within ``ping_timeout`` (the send
+        included: a peer that stops reading blocks it), else schedule the next ping."""
         timeout = self._settings.ping_timeout
         self._pong = False
         self._ping_payload = os.urandom(4)
-        # The send is inside the timeout too: a peer that stops reading blocks it.
         with trio.move_on_after(math.inf if timeout is None else timeout):
             try:
                 await self._send(Ping(payload=self._ping_payload))
@@ -375,7 +374,8 @@ class WebSocket:
         try:
             if event is None:
                 owed, self._pong_owed = self._pong_owed, None
-                event = owed.response() if owed is not None else Pong()
+                assert owed is not None  # (set before its one _pong_back task started)
+                event = owed.response()
             data = self._protocol.send(event)
             await self._stream.send_all(data)
         except LocalProtocolError:  # the state moved on (the peer closed) since the caller looked
