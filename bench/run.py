@@ -154,6 +154,7 @@ class ServerSpec:
     asgi: bool = False  # serves bench/asgi_app.py: compared with trio-http-asgi
     websocket: bool = False  # takes part in the WebSocket scenarios (the app's /ws)
     websocket_only: bool = False  # takes part in nothing else
+    reference: bool = False  # a yardstick rather than a server: only when named in --servers
 
     @property
     def is_trio_http(self) -> bool:
@@ -199,6 +200,10 @@ def uvicorn_command(cfg: Config, port: int, tmp: Path, ws: str = "wsproto") -> l
 
 def uvicorn_websockets_command(cfg: Config, port: int, tmp: Path) -> list[str]:
     return uvicorn_command(cfg, port, tmp, ws="websockets")
+
+
+def ws_floor_command(cfg: Config, port: int, tmp: Path) -> list[str]:
+    return [cfg.python, str(BENCH_DIR / "ws_floor.py"), "--host", HOST, "--port", str(port)]
 
 
 def nginx_command(cfg: Config, port: int, tmp: Path) -> list[str]:
@@ -259,6 +264,16 @@ SERVERS = {
             websocket_only=True,
         ),
         ServerSpec("nginx", None, True, nginx_command),
+        # The least a Trio task per WebSocket can cost (bench/ws_floor.py): for ws-idle.
+        ServerSpec(
+            "trio-floor",
+            "wsproto",
+            False,
+            ws_floor_command,
+            websocket=True,
+            websocket_only=True,
+            reference=True,
+        ),
     )
 }
 
@@ -1325,7 +1340,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--upload-mib", type=int, help="upload size in MiB (default 100; quick 10)")
     p.add_argument("--only", help="comma-separated scenarios: " + ", ".join(SCENARIOS))
-    p.add_argument("--servers", default=",".join(SERVERS), help="comma-separated servers")
+    p.add_argument(
+        "--servers",
+        default=",".join(name for name, spec in SERVERS.items() if not spec.reference),
+        help="comma-separated servers (trio-floor, a yardstick for ws-idle, only if named)",
+    )
     p.add_argument("--data-dir", type=Path, default=BENCH_DIR / ".data", help="benchmark files")
     p.add_argument("--python", default=sys.executable, help="interpreter that runs the servers")
     p.add_argument("--no-pin", action="store_true", help="do not pin to CPUs with taskset")
