@@ -35,7 +35,7 @@ log = logging.getLogger("trio_http.error")
 class ExchangeApp(Protocol):
     """An application that answers each request through an :class:`Exchange`."""
 
-    async def serve_exchange(self, exchange: Exchange) -> None: ...
+    def serve_exchange(self, exchange: Exchange) -> Awaitable[None]: ...
 
 
 class _Head(BaseResponse):
