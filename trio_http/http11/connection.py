@@ -40,27 +40,13 @@ from .head import (
     restart_after_empty_lines,
     start_request,
 )
-from .registry import Registry
+from .registry import UNREGISTERED, Registry
 from .upgrade import UpgradedStream, hand_over, switch
 from .writer import ResponseAborted, ResponseWriter
 
 __all__ = ["HTTPConnection"]
 
 log = logging.getLogger("trio_http.error")
-
-
-class _Unregistered:
-    """The registry of a connection outside a server (tests, ``TestClient``): never drains."""
-
-    __slots__ = ()
-    draining = False
-
-    def add(self, connection: HTTPConnection) -> None: ...
-
-    def discard(self, connection: HTTPConnection) -> None: ...
-
-
-_UNREGISTERED = _Unregistered()
 
 
 class HTTPConnection:
@@ -116,7 +102,7 @@ class HTTPConnection:
         self._config = config
         self._finalizer = finalizer_for(config)
         self._client = client
-        self._registry: Registry = _UNREGISTERED if registry is None else registry
+        self._registry: Registry = UNREGISTERED if registry is None else registry
         self._access_logger = access_logger
         self._refuse_with = refuse_with
         self._requests_served = 0

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from .connection import HTTPConnection
 
-__all__ = ["Registry"]
+__all__ = ["UNREGISTERED", "Registry"]
 
 
 class Registry(Protocol):
@@ -19,3 +19,18 @@ class Registry(Protocol):
     def add(self, connection: HTTPConnection) -> None: ...
 
     def discard(self, connection: HTTPConnection) -> None: ...
+
+
+class _Unregistered:
+    """The registry of a connection outside a server (tests, ``TestClient``): never drains."""
+
+    __slots__ = ()
+    draining = False
+
+    def add(self, connection: HTTPConnection) -> None: ...
+
+    def discard(self, connection: HTTPConnection) -> None: ...
+
+
+#: For a connection that no server keeps.
+UNREGISTERED: Registry = _Unregistered()
