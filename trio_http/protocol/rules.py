@@ -105,9 +105,14 @@ def check_request(
     *fields* are the event's headers as a list, if the caller has one (h11's own sequence is
     slower to walk).
     """
-    client_close = event.http_version != b"1.1"
-    if event.http_version not in (b"1.1", b"1.0"):
-        return HTTPError(505, "this server speaks HTTP versions 1.0 and 1.1", close=True)
+    version = event.http_version
+    client_close = version != b"1.1"
+    if version != b"1.1" and version != b"1.0":
+        # RFC 9110 §2.5: a higher minor version of HTTP/1 is served as HTTP/1.1 (h11 gives
+        # "d.d", and frames anything above 1.0 as 1.1); another major version gets 505.
+        if not version.startswith(b"1."):
+            return HTTPError(505, "this server speaks HTTP versions 1.0 and 1.1", close=True)
+        client_close = False
     # h11 enforces max_incomplete_event_size only while a head is incomplete; a large head
     # that arrives in one read gets through, so measure it (close enough: CRLFs, ": ").
     head_size = len(event.method) + len(event.target) + 12
@@ -130,6 +135,8 @@ def check_request(
             )
     if len(event.target) > limits.max_target_length:
         return HTTPError(414, f"request target longer than {limits.max_target_length}")
+    if event.target[:1] != b"/" and not _other_form_is_valid(event.method, event.target):
+        return HTTPError(400, "the request target is not of a form this method may use")
     if head_size > limits.max_header_size:
         return HTTPError(431, f"request head larger than {limits.max_header_size} bytes")
     if host is not None and not is_valid_host(host):
@@ -144,6 +151,19 @@ def check_request(
     if declared is not None and declared > limits.max_body_size:
         return BodyTooLarge(limits.max_body_size)
     return RequestFacts(client_close, declared, chunked or bool(declared))
+
+
+# RFC 3986 §3.1: scheme ":" -- the start of an absolute-URI (RFC 9112 §3.2.2).
+_SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*:")
+
+
+def _other_form_is_valid(method: bytes, target: bytes) -> bool:
+    """Whether a target that is not origin-form is valid for *method* (RFC 9112 §3.2): ``*``
+    only for OPTIONS (§3.2.4), an authority only for CONNECT (§3.2.3), an absolute-URI for
+    any method (§3.2.2)."""
+    if target == b"*":
+        return method == b"OPTIONS"
+    return method == b"CONNECT" or _SCHEME.match(target) is not None
 
 
 def check_chunk(
