@@ -55,8 +55,9 @@ def http_scope(
         "http_version": request.http_version,
         "method": request.method,
         "scheme": scheme,
-        # Percent-decoded UTF-8; undecodable bytes kept as surrogates rather than lost.
-        "path": root_path + unquote(request.path, errors="surrogateescape"),
+        # Percent-decoded UTF-8.  The spec's path is a Unicode string: an undecodable byte is
+        # U+FFFD (as in uvicorn), not a lone surrogate that fails whoever encodes it (a 500).
+        "path": root_path + unquote(request.path, errors="replace"),
         "raw_path": root_path.encode("latin-1") + raw_path,
         "query_string": request.query_string.encode("latin-1"),
         "root_path": root_path,

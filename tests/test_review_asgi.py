@@ -1,0 +1,52 @@
+"""Defects found by the review of the ASGI host (trio_http/asgi, trio-http run), each against
+the asgiref spec (specs/www.rst, specs/lifespan.rst) or what uvicorn does where it is silent.
+Each test failed before its fix; the commit that fixed it says what was wrong."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+
+from trio_http import ServerConfig
+from trio_http.asgi import ASGIHost
+from trio_http.asgi.types import Receive, Scope, Send
+from trio_http.testing import TestClient
+
+pytestmark = pytest.mark.timeout(30)
+
+CONFIG = ServerConfig(access_log=False)
+
+
+async def reply(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+# ---------------------------------------------------------------- the http scope
+
+
+async def test_an_undecodable_path_is_a_unicode_string_not_a_500() -> None:
+    """specs/www.rst: ``path`` is a *Unicode string* with UTF-8 sequences decoded.  A lone
+    surrogate for ``%FF`` is not one: anything that encodes it (FastAPI's JSON, Starlette's
+    redirects) raised UnicodeEncodeError, a 500 for a malformed URL.  uvicorn and hypercorn
+    decode with ``unquote``'s default, U+FFFD for each bad byte."""
+    paths: list[str] = []
+
+    async def raw(scope: Scope, receive: Receive, send: Send) -> None:
+        paths.append(scope["path"])
+        await reply(send, 200, scope["path"].encode("utf-8"))
+
+    api = FastAPI()
+
+    @api.get("/items/{name}")
+    async def item(name: str) -> dict[str, str]:
+        return {"name": name}
+
+    async with TestClient(ASGIHost(raw), CONFIG) as client:
+        response = await client.get("/a%FFb/caf%C3%A9")
+    assert response.status == 200
+    assert paths == ["/a\ufffdb/café"]
+    async with TestClient(ASGIHost(api), CONFIG) as client:
+        response = await client.get("/items/%FF")
+    assert response.status == 200, response.body
+    assert response.body.decode("utf-8") == '{"name":"\ufffd"}'
