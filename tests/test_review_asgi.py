@@ -4,7 +4,12 @@ Each test failed before its fix; the commit that fixed it says what was wrong.""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
+import trio
+import trio.testing
 from fastapi import FastAPI
 
 from trio_http import ServerConfig
@@ -50,3 +55,47 @@ async def test_an_undecodable_path_is_a_unicode_string_not_a_500() -> None:
         response = await client.get("/items/%FF")
     assert response.status == 200, response.body
     assert response.body.decode("utf-8") == '{"name":"\ufffd"}'
+
+
+# ---------------------------------------------------------------- http.disconnect
+
+
+async def test_receive_from_two_tasks_after_the_body_is_not_a_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """specs/www.rst "Disconnect - receive event": http.disconnect is sent when receive is
+    called after the response or the disconnect.  sse-starlette listens for the disconnect in a
+    task while the stream's generator asks ``request.is_disconnected()`` (Starlette calls
+    receive() in a cancelled scope): two receive() at once.  The second read of the connection
+    raised trio.BusyResourceError, and the request got a 500.  uvicorn answers both callers."""
+    seen: list[Any] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        assert (await receive())["type"] == "http.request"
+
+        async def listen(name: str) -> None:
+            seen.append((name, (await receive())["type"]))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(listen, "listener")
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.CancelScope() as cancelled:  # Starlette's Request.is_disconnected()
+                cancelled.cancel()
+                await receive()  # (raises Cancelled: nothing came yet)
+            assert cancelled.cancelled_caught
+            nursery.start_soon(listen, "second listener")
+            await trio.testing.wait_all_tasks_blocked()
+            await reply(send, 200, b"ok")
+        seen.append(("after", (await receive())["type"]))
+
+    caplog.set_level(logging.ERROR, "trio_http")
+    async with TestClient(ASGIHost(app), CONFIG) as client:
+        with trio.fail_after(5):
+            response = await client.get("/")
+    assert (response.status, response.body) == (200, b"ok")
+    assert sorted(seen[:2]) == [
+        ("listener", "http.disconnect"),
+        ("second listener", "http.disconnect"),
+    ]
+    assert seen[2:] == [("after", "http.disconnect")]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -101,7 +101,9 @@ def _tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:
 class _Cycle:
     """The ``receive`` and ``send`` of one request."""
 
-    __slots__ = ("_body_done", "_complete", "_completed", "_refused", "_start", "exchange", "gone")
+    __slots__ = (
+        "_body_done", "_complete", "_refused", "_start", "_wake", "_watching", "exchange", "gone",
+    )  # fmt: skip
 
     def __init__(self, exchange: Exchange) -> None:
         self.exchange = exchange
@@ -111,7 +113,10 @@ class _Cycle:
         self._refused = False  # the body was refused (413, 400): the app's response is dropped
         self.gone = False
         self._complete = False  # the response is complete
-        self._completed: trio.Event | None = None  # made only if receive() must wait for it
+        #: Set (and dropped) when the response completes, the client leaves, or the receive()
+        #: that watches the connection stops; made only if a receive() waits for one of those.
+        self._wake: trio.Event | None = None
+        self._watching = False  # a receive() is reading the connection for the disconnect
 
     # ---------------------------------------------------------------- receive
 
@@ -132,21 +137,44 @@ class _Cycle:
             # Done when nothing came, or all a declared length did (no read needed to know).
             self._body_done = not chunk or body.received == body.declared
             return {"type": "http.request", "body": chunk, "more_body": not self._body_done}
-        # The body is complete: wait for the client to leave, or for the response to end.
-        async with trio.open_nursery() as nursery:
-
-            async def watch() -> None:
-                with contextlib.suppress(ClientDisconnected):
-                    await self.exchange.wait_for_disconnect()
-                self.gone = True
-                nursery.cancel_scope.cancel()
-
-            nursery.start_soon(watch)
-            if not self._complete:
-                self._completed = trio.Event()
-                await self._completed.wait()
-            nursery.cancel_scope.cancel()
+        await self._wait_for_the_end()
         return _DISCONNECT
+
+    async def _wait_for_the_end(self) -> None:
+        """Until the client leaves or the response is complete.
+
+        receive() may be called from several tasks at once (sse-starlette listens for the
+        disconnect while Starlette's ``is_disconnected()`` calls it in a cancelled scope): one
+        of them reads the connection, since two reads would raise ``trio.BusyResourceError``;
+        the others wait, and one takes over if the reader is cancelled.
+        """
+        while not (self.gone or self._complete):
+            if self._wake is None:
+                self._wake = trio.Event()
+            wake = self._wake
+            if self._watching:
+                await wake.wait()
+                continue
+            self._watching = True
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._watch)
+                    await wake.wait()
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._watching = False
+                self._wake_up()
+
+    async def _watch(self) -> None:
+        with contextlib.suppress(ClientDisconnected):
+            await self.exchange.wait_for_disconnect()
+        self.gone = True
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+            self._wake = None
 
     async def _refuse(self, error: HTTPError) -> None:
         """Answer a body we will not read (too large, malformed) in the app's place."""
@@ -160,8 +188,7 @@ class _Cycle:
     def _done(self) -> None:
         """The response is complete (a receive() waiting for that returns)."""
         self._complete = True
-        if self._completed is not None:
-            self._completed.set()
+        self._wake_up()
 
     # ---------------------------------------------------------------- send
 
