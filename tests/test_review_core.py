@@ -131,3 +131,17 @@ async def test_chunked_not_final_in_a_pipelined_request_is_400() -> None:
     answer = await exchange(get + post + get)
     assert answer.startswith(b"HTTP/1.1 200 OK"), answer
     assert answer.count(b"HTTP/1.1 400 ") == 1 and answer.count(b"HTTP/1.1 ") == 2
+
+
+# ---------------------------------------------------------------- error messages
+
+
+async def test_a_malformed_chunked_body_is_not_echoed_back() -> None:
+    """A 400 for a bad chunked body quoted the client's bytes in the response text (h11's
+    message), unlike every 400 for a bad head (rules.describe_h11_error: those bytes go to
+    the log, not the client).  Reflected input in an error page is an injection vector."""
+    head = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    answer = await exchange(head + b"3\r\nabc<script>0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert b"malformed chunk" in answer
+    assert b"<script>" not in answer and b"bytearray" not in answer

@@ -13,7 +13,7 @@ import h11
 
 from ..errors import BodyTooLarge, ClientDisconnected, HTTPError
 from ..protocol.h11_events import CONTINUE
-from ..protocol.rules import UnreadBody, check_chunk
+from ..protocol.rules import UnreadBody, check_chunk, describe_h11_error
 from ..transport import Transport
 
 __all__ = ["RequestBody"]
@@ -98,9 +98,10 @@ class RequestBody:
             except h11.RemoteProtocolError as exc:
                 if self._transport.eof:
                     raise ClientDisconnected("the client closed mid-body") from exc
-                raise HTTPError(
-                    exc.error_status_hint, f"bad request body: {exc}", close=True
-                ) from exc
+                # h11's message without the bytes it quotes: the client's input is not
+                # echoed back in the response (h11's exception stays the cause).
+                detail = f"bad request body: {describe_h11_error(exc)}"
+                raise HTTPError(exc.error_status_hint, detail, close=True) from exc
             if isinstance(event, h11.Data):
                 self.received += len(event.data)
                 if self.received > self._max_body_size:
