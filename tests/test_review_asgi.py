@@ -11,10 +11,12 @@ import pytest
 import trio
 import trio.testing
 from fastapi import FastAPI
+from stream_pairs import socket_stream_pair
 
 from trio_http import ServerConfig
 from trio_http.asgi import ASGIHost
 from trio_http.asgi.types import Receive, Scope, Send
+from trio_http.http11 import HTTPConnection
 from trio_http.testing import TestClient
 
 pytestmark = pytest.mark.timeout(30)
@@ -99,3 +101,56 @@ async def test_receive_from_two_tasks_after_the_body_is_not_a_500(
     ]
     assert seen[2:] == [("after", "http.disconnect")]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# ---------------------------------------------------------------- send() after the client left
+
+
+async def streaming_in_a_nursery(scope: Scope, receive: Receive, send: Send) -> None:
+    """Sends from a child task, as Quart-Trio does: a ClientGone comes out in an
+    ExceptionGroup (trio's nurseries are strict)."""
+
+    async def child() -> None:
+        if scope["type"] == "websocket":
+            await receive()
+            await send({"type": "websocket.accept"})
+            while True:
+                await send({"type": "websocket.send", "bytes": b"x" * 65536})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        while True:
+            await send({"type": "http.response.body", "body": b"x" * 65536, "more_body": True})
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(child)
+
+
+async def test_client_gone_out_of_an_apps_nursery_is_not_an_error_http(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """specs/www.rst "Disconnected Client - send exception": servers must be prepared to catch
+    the OSError they raised and should not log it as an error.  Out of an app's nursery (Quart-
+    Trio streaming a response to a client that leaves) it was logged as "response aborted ...
+    ExceptionGroup" at ERROR."""
+    caplog.set_level(logging.INFO, "trio_http")
+    client_stream, server_stream = await socket_stream_pair()
+    connection = HTTPConnection(server_stream, ASGIHost(streaming_in_a_nursery), CONFIG)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.run)
+            await client_stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await client_stream.receive_some(100)).startswith(b"HTTP/1.1 200")
+            await client_stream.aclose()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_client_gone_out_of_an_apps_nursery_is_not_an_error_websocket(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same for a WebSocket: it was logged as "ASGI WebSocket application failed"."""
+    caplog.set_level(logging.INFO, "trio_http")
+    async with (
+        TestClient(ASGIHost(streaming_in_a_nursery), CONFIG) as client,
+        client.websocket("/") as websocket,
+    ):
+        assert await websocket.receive() == b"x" * 65536
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

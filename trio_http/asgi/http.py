@@ -31,7 +31,7 @@ from ..http11.exchange import Exchange
 from ..response import error_response
 from .scope import ScopeSettings, http_scope
 from .types import ASGIApp, Message, Scope
-from .websocket import serve_websocket_scope
+from .websocket import raised_only, serve_websocket_scope
 
 __all__ = ["ASGIHost", "ClientGone"]
 
@@ -77,6 +77,10 @@ class ASGIHost:
             await self.app(scope, cycle.receive, cycle.send)
         except ClientGone:
             raise ClientDisconnected("the client went away") from None
+        except BaseExceptionGroup as group:  # (from a nursery of the app's: Quart-Trio)
+            if raised_only(group, ClientGone):
+                raise ClientDisconnected("the client went away") from None
+            raise
         if cycle.gone:
             raise ClientDisconnected("the client went away")
 

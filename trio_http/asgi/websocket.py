@@ -25,7 +25,7 @@ from ..websocket.session import WebSocket, WebSocketClosed
 from ..websocket.settings import WebSocketSettings
 from .types import ASGIApp, Message, Scope
 
-__all__ = ["serve_websocket_scope"]
+__all__ = ["raised_only", "serve_websocket_scope"]
 
 log = logging.getLogger("trio_http.error")
 
@@ -54,10 +54,10 @@ async def serve_websocket_scope(
         cycle = _Cycle(exchange, WebSocket(request, offer, settings, nursery))
         try:
             await app(scope, cycle.receive, cycle.send)
-        except ClientGone:
-            pass  # the client went away and the app let send() say so: nothing failed
         except Exception as exc:
-            if cycle.websocket.state == "connecting":
+            if raised_only(exc, ClientGone):
+                pass  # the client went away and the app let send() say so: nothing failed
+            elif cycle.websocket.state == "connecting":
                 failure = exc
             else:
                 peer = peer_name(exchange.request.client)
@@ -176,3 +176,11 @@ class _Cycle:
 
 class ClientGone(OSError):
     """``websocket.send`` after the WebSocket closed (the spec asks for an OSError)."""
+
+
+def raised_only(exc: BaseException, kind: type[BaseException]) -> bool:
+    """Whether *exc* is a *kind*, or a group of nothing else: what an application's nursery
+    (Quart-Trio's, trio's strict exception groups) makes of the ClientGone from its send()."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(kind)[1] is None
+    return isinstance(exc, kind)
