@@ -145,3 +145,26 @@ async def test_a_malformed_chunked_body_is_not_echoed_back() -> None:
     assert answer.startswith(b"HTTP/1.1 400 "), answer
     assert b"malformed chunk" in answer
     assert b"<script>" not in answer and b"bytearray" not in answer
+
+
+# ---------------------------------------------------------------- routing
+
+
+async def test_get_and_head_are_never_501() -> None:
+    """RFC 9110 §9.1: all general-purpose servers MUST support GET and HEAD, and 501 is for a
+    method the server does not recognize (§15.6.2).  An app with only POST routes (a webhook
+    receiver) answered ``GET /hook`` with 501; it is 405 with ``Allow: POST`` (§15.5.6), and
+    404 for a path it does not have."""
+    app = App()
+
+    @app.post("/hook")
+    async def hook(request: Request) -> Response:
+        return Response("ok")
+
+    async with TestClient(app, CONFIG) as client:
+        for method in ("GET", "HEAD"):
+            exists = await client.request(method, "/hook")
+            assert (exists.status, exists.headers.get("allow")) == (405, "POST"), method
+            missing = await client.request(method, "/nothing")
+            assert missing.status == 404, method
+        assert (await client.request("PATCH", "/hook")).status == 501

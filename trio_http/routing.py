@@ -8,7 +8,8 @@ parameter never splits it; parameters are decoded once matched.
 An :class:`App` is itself a handler (``await app(request)`` returns a response), which is the
 only thing the connection needs from it.  ``HEAD`` is served by every ``GET`` route; a path that
 exists with other methods gives ``405`` with ``Allow``; an unknown path gives ``404``; a method
-the app has no route for at all gives ``501`` (RFC 9110 §9.1).
+the app has no route for at all gives ``501`` (RFC 9110 §15.6.2), except GET and HEAD, which
+every server supports (§9.1).
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ class App:
             if handler is not None:
                 return handler, params
             allowed.extend(m for m in route.allowed if m not in allowed)
-        if lookup not in self._methods:
+        if lookup not in self._methods and lookup != "GET":  # GET, HEAD: never 501 (§9.1)
             raise HTTPError(501, f"method {method} is not implemented")
         if allowed:
             raise HTTPError(
