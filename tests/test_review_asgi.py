@@ -5,6 +5,8 @@ Each test failed before its fix; the commit that fixed it says what was wrong.""
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from stream_pairs import socket_stream_pair
 
 from trio_http import ServerConfig
 from trio_http.asgi import ASGIHost
+from trio_http.asgi.loader import load_app
 from trio_http.asgi.types import Receive, Scope, Send
 from trio_http.http11 import HTTPConnection
 from trio_http.testing import TestClient
@@ -154,3 +157,41 @@ async def test_client_gone_out_of_an_apps_nursery_is_not_an_error_websocket(
     ):
         assert await websocket.receive() == b"x" * 65536
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+# ---------------------------------------------------------------- trio-http run: the loader
+
+#: As sentry_sdk.integrations.asgi.SentryAsgiMiddleware (2.x): ``__call__`` is a slot that each
+#: instance sets to its ``async def _run_asgi3``.
+SLOT_CALL_MIDDLEWARE = """
+async def inner(scope, receive, send):
+    pass
+
+class Middleware:
+    __slots__ = ("app", "__call__")
+
+    def __init__(self, app):
+        self.app = app
+        self.__call__ = self._run_asgi3
+
+    async def _run_asgi3(self, scope, receive, send):
+        return await self.app(scope, receive, send)
+
+app = Middleware(inner)
+"""
+
+
+def test_an_app_wrapped_in_sentrys_middleware_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``app = SentryAsgiMiddleware(app)`` (Sentry's documented set-up) was refused: "is not an
+    ASGI 3 application: it cannot be called with the three arguments", because
+    inspect.signature() cannot read a slot ``__call__`` and the TypeError it raises was taken
+    for a wrong arity.  uvicorn runs it (its ``__call__`` is a coroutine function: ASGI 3)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "sentried.py").write_text(SLOT_CALL_MIDDLEWARE, encoding="utf-8")
+    try:
+        app = load_app("sentried:app", app_dir=str(tmp_path))
+        assert app is sys.modules["sentried"].app
+    finally:
+        sys.modules.pop("sentried", None)

@@ -220,9 +220,17 @@ def _is_async_def(obj: object) -> bool:
 def _accepts(obj: object, count: int) -> bool:
     """Whether *obj* can be called with *count* positional arguments (True if unknowable)."""
     try:
-        inspect.signature(cast("Callable[..., object]", obj)).bind(*([None] * count))
+        signature = inspect.signature(cast("Callable[..., object]", obj))
+    except (TypeError, ValueError):
+        # No signature to read: some builtins, or an instance whose ``__call__`` is a slot it
+        # sets itself (Sentry's SentryAsgiMiddleware).  Read that ``__call__``, else give it
+        # the benefit of the doubt.
+        try:
+            signature = inspect.signature(getattr(obj, "__call__"))  # noqa: B004, B009
+        except (TypeError, ValueError, AttributeError):
+            return True
+    try:
+        signature.bind(*([None] * count))
     except TypeError:
         return False
-    except ValueError:  # no signature (some builtins): give it the benefit of the doubt
-        return True
     return True
