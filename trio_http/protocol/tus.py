@@ -59,8 +59,10 @@ NAME_MAX = 255
 #: The longest ``Upload-Metadata`` kept: it is stored with the upload (and read back whole
 #: with it) and answered on every HEAD.
 MAX_METADATA = 16 * 1024
-#: Metadata keys: no spaces or commas, not empty (Creation, Upload-Metadata); as tokens.
-_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Metadata keys: "MUST NOT contain spaces and commas and MUST NOT be empty" (Creation,
+#: Upload-Metadata); others are allowed (tus-js-client sends ``rel:path`` as is), but for
+#: ``=``: ``, aGk=`` is a value whose key is missing, not a key ``aGk=``.
+_KEY = re.compile(r"[^\s,=]+")
 _MAX_METADATA_PAIRS = 64
 
 
@@ -112,7 +114,7 @@ def parse_metadata(value: str | None) -> dict[str, bytes]:
     for item in items:
         key, _, encoded = item.strip().partition(" ")
         if _KEY.fullmatch(key) is None:
-            raise HTTPError(400, "Upload-Metadata keys must be non-empty tokens")
+            raise HTTPError(400, "Upload-Metadata keys must be non-empty, without spaces")
         if key in pairs:
             raise HTTPError(400, f"Upload-Metadata has the key {key!r} twice")
         try:
