@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from trio_http import App, Request, Response, ServerConfig
+from trio_http.http11.exchange import Exchange
 from trio_http.testing import TestClient
 
 
@@ -168,3 +169,54 @@ async def test_get_and_head_are_never_501() -> None:
             missing = await client.request(method, "/nothing")
             assert missing.status == 404, method
         assert (await client.request("PATCH", "/hook")).status == 501
+
+
+# ---------------------------------------------------------------- 204 and 304 have no content
+
+
+def no_content_app() -> App:
+    app = App()
+
+    @app.get("/{status}")
+    async def answer(request: Request) -> Response:
+        return Response("null", int(request.path_params["status"]))
+
+    return app
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_a_204_or_304_with_a_body_is_sent_without_it(status: int) -> None:
+    """RFC 9110 §6.4.1, RFC 9112 §6.3 (1): a 204 or 304 ends with its head; it has no content.
+    A handler that gave one a body (FastAPI before 0.79 sent ``null`` with every 204) made h11
+    refuse the body after the head was framed, and the connection was aborted with nothing
+    sent: the client saw an empty reply.  The body is dropped instead; the connection lives."""
+    get = b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % status
+    answer = await exchange(get + get, no_content_app())
+    assert answer.count(b"HTTP/1.1 %d " % status) == 2, answer
+    assert b"null" not in answer and b"content-length" not in answer.lower()
+
+
+class _NoContentExchangeApp:
+    """An ASGI-like application: a 204 started with a length, then a body, then the end."""
+
+    def __init__(self, whole: bool) -> None:
+        self.whole = whole
+
+    async def serve_exchange(self, exchange: Exchange) -> None:
+        fields = [(b"content-length", b"4")]
+        if self.whole:
+            await exchange.respond(204, fields, b"null", 4)
+            return
+        await exchange.start(204, fields, 4)
+        await exchange.send(b"null")
+        await exchange.end()
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["respond", "start-send-end"])
+async def test_an_exchange_204_with_a_body_is_sent_without_it(whole: bool) -> None:
+    get = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    async with TestClient(_NoContentExchangeApp(whole), CONFIG) as client:
+        with trio.fail_after(10):
+            answer = await client.send_raw(get + get)
+    assert answer.count(b"HTTP/1.1 204 ") == 2, answer
+    assert b"null" not in answer

@@ -24,6 +24,7 @@ from ..request import Request
 from ..response import BaseResponse, Response
 from ..transport import Transport
 from .body import RequestBody
+from .finalizer import NO_CONTENT_STATUSES
 from .head import peer_name
 from .writer import ResponseAborted, ResponseWriter
 
@@ -128,6 +129,8 @@ class Exchange:
         _, head = await self._finalize(self.request, self.body, response)
         await self._writer.write_head(head)
         self.status = status
+        if status in NO_CONTENT_STATUSES:
+            self._head_only = True  # a body sent to a 204 or 304 is dropped (RFC 9110 §6.4.1)
 
     async def respond(
         self,
