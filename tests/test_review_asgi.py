@@ -195,3 +195,33 @@ def test_an_app_wrapped_in_sentrys_middleware_loads(
         assert app is sys.modules["sentried"].app
     finally:
         sys.modules.pop("sentried", None)
+
+
+# ---------------------------------------------------------------- Upgrade: websocket
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        # RFC 9110 §7.8: "A server that receives an Upgrade header field in an HTTP/1.0
+        # request MUST ignore that Upgrade field."  It was answered 400 "needs HTTP/1.1".
+        b"GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n",
+        # Without the "upgrade" connection option nothing was proposed (RFC 9110 §7.8, a
+        # sender MUST send it): uvicorn serves it as HTTP.  It was answered 426.
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: close\r\n",
+    ],
+)
+async def test_an_upgrade_header_that_proposes_nothing_is_an_http_request(head: bytes) -> None:
+    types: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        types.append(scope["type"])
+        await reply(send, 200, b"plain http")
+
+    key = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    async with TestClient(ASGIHost(app), CONFIG) as client:
+        with trio.fail_after(5):
+            answer = await client.send_raw(head + key)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert answer.endswith(b"plain http")
+    assert types == ["http"]
