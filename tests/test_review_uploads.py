@@ -5,10 +5,11 @@ Each test names the rule it checks; each failed before its fix.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import pytest
-from test_tus import TUS, WallClock, make_app, meta
+from test_tus import STREAM, TUS, WallClock, make_app, meta, new_upload, patch
 
 from trio_http.errors import HTTPError
 from trio_http.protocol import tus as proto
@@ -42,3 +43,71 @@ async def test_upload_with_a_non_token_metadata_key_is_created(tmp_path: Path) -
         assert response.status == 201, response.text
         head = await client.head(response.headers["location"], headers=TUS)
         assert head.headers["upload-metadata"] == headers["upload-metadata"]
+
+
+# ---------------------------------------------------------------- tus: a completed upload
+
+
+_NEEDS_TEST_TUS_CHANGE = pytest.mark.xfail(
+    strict=True,
+    reason="fixed by /tmp/review-uploads-finished.patch, which also needs tests/test_tus.py "
+    "test_create_head_patch_complete to expect 200 (not 404) from HEAD after completion",
+)
+
+
+@_NEEDS_TEST_TUS_CHANGE
+async def test_completed_upload_still_answers_head_and_a_retried_patch(tmp_path: Path) -> None:
+    """tus 1.0.0, Core Protocol, HEAD: "The Server MUST always include the Upload-Offset
+    header in the response for a HEAD request, even if the offset is 0, or the upload is
+    already considered completed."  A client whose last PATCH answer was lost (the
+    connection dropped after the server finished) asks with HEAD: it must learn the upload is
+    complete, not get 404 (the listing page then reported a failure for a stored file, and
+    tus-js-client uploaded the whole file again)."""
+    root = tmp_path
+    app, _ = make_app(root, WallClock())
+    async with TestClient(app) as client:
+        url = await new_upload(client, "done.txt", 5)
+        assert (await patch(client, url, 0, b"hello")).status == 204
+        assert (root / "done.txt").read_bytes() == b"hello"
+        head = await client.head(url, headers=TUS)
+        assert head.status == 200, head.text
+        assert head.headers["upload-offset"] == "5"
+        assert head.headers["upload-length"] == "5"
+        assert head.headers["cache-control"] == "no-store"
+        # The lost PATCH sent again: a wrong offset, 409 with where the upload is.
+        again = await patch(client, url, 0, b"hello")
+        assert again.status == 409
+        assert again.headers["upload-offset"] == "5"
+        # At the end with nothing more: 204, complete.
+        empty = await patch(client, url, 5, b"")
+        assert empty.status == 204 and empty.headers["upload-offset"] == "5"
+        # Still 415 without the content type, as for any PATCH.
+        plain = await client.request("PATCH", url, headers={**TUS, "upload-offset": "5"}, body=b"")
+        assert plain.status == 415
+        # Termination forgets it (the stored file stays).
+        assert (await client.delete(url, headers=TUS)).status == 204
+        assert (await client.head(url, headers=TUS)).status == 404
+        assert (root / "done.txt").read_bytes() == b"hello"
+
+
+@_NEEDS_TEST_TUS_CHANGE
+async def test_completed_upload_is_forgotten_after_the_expiry(tmp_path: Path) -> None:
+    clock = WallClock()
+    app, tus = make_app(tmp_path, clock)
+    async with TestClient(app) as client:
+        url = await new_upload(client, "e.txt", 1)
+        assert (await patch(client, url, 0, b"e")).status == 204
+        assert (await client.head(url, headers=TUS)).status == 200
+        clock.offset += tus.expiry + 1
+        assert (await client.head(url, headers=TUS)).status == 404
+
+
+async def test_completed_uploads_do_not_count_as_unfinished(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path, WallClock(), max_uploads=1)
+    async with TestClient(app) as client:
+        for name in ("one.txt", "two.txt"):
+            url = await new_upload(client, name, 1)
+            assert (await patch(client, url, 0, b"x")).status == 204
+
+
+_ = STREAM, base64  # used by later tests
