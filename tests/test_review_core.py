@@ -220,3 +220,25 @@ async def test_an_exchange_204_with_a_body_is_sent_without_it(whole: bool) -> No
             answer = await client.send_raw(get + get)
     assert answer.count(b"HTTP/1.1 204 ") == 2, answer
     assert b"null" not in answer
+
+
+# ---------------------------------------------------------------- HEAD through an Exchange
+
+
+class _HeadAwareExchangeApp:
+    """Like an ASGI app that answers HEAD with its head alone: no body, no Content-Length."""
+
+    async def serve_exchange(self, exchange: Exchange) -> None:
+        body = b"" if exchange.request.method == "HEAD" else b"x" * 100
+        await exchange.respond(200, [(b"content-type", b"text/plain")], body)
+
+
+async def test_an_exchange_head_without_a_length_does_not_claim_zero() -> None:
+    """RFC 9110 §8.6: a server MUST NOT send Content-Length in a response to HEAD unless it is
+    the length the GET would have had.  An application that answered HEAD with an empty body
+    and no length got ``Content-Length: 0`` (the GET has 100 bytes); now no length is given."""
+    async with TestClient(_HeadAwareExchangeApp(), CONFIG) as client:
+        head = await client.head("/")
+        get = await client.get("/")
+    assert head.status == 200 and head.headers.get("content-length") != "0"
+    assert get.headers.get("content-length") == "100" and get.body == b"x" * 100

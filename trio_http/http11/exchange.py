@@ -143,7 +143,13 @@ class Exchange:
         fit.  A *content_length* that is not the body's aborts the connection."""
         if self.started:
             raise RuntimeError("the response has already started")
-        response = _Whole(status, Headers.from_raw(headers), body, content_length)
+        response: BaseResponse
+        if self._head_only and content_length is None and not body:
+            # A HEAD answered without its body: the GET's length is unknown, and a
+            # Content-Length must be that length or absent (RFC 9110 §8.6), never 0.
+            response = _Head(status, Headers.from_raw(headers), None)
+        else:
+            response = _Whole(status, Headers.from_raw(headers), body, content_length)
         _, head = await self._finalize(self.request, self.body, response)
         self.status = status
         self.sent = await self._writer.write(head, response, head_only=self._head_only)
