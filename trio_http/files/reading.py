@@ -36,9 +36,26 @@ _MIME = mimetypes.MimeTypes()
 _VARIANT_SUFFIX = re.compile(r'-(?:gzip|br|zstd)"')
 
 
+#: The type of a file compressed as a whole (``mimetypes`` calls the compression an
+#: "encoding"), as Python's ``http.server`` maps them.
+_COMPRESSED_TYPES = {
+    "gzip": "application/gzip",  # RFC 6713
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+}
+
+
 @functools.lru_cache(maxsize=1024)  # 2 µs per guess, for names that repeat
 def content_type_for(name: str) -> str:
-    content_type, _ = _MIME.guess_type(name, strict=False)
+    """The ``Content-Type`` of the file *name*, as stored (sent without ``Content-Encoding``).
+
+    For ``backup.tar.gz`` ``mimetypes`` says ``application/x-tar`` compressed with gzip: the
+    bytes sent are gzip data, so they are ``application/gzip`` (RFC 9110 §8.3: the type of
+    what is sent), not a tar (nor ``text/plain`` for ``notes.txt.gz``).
+    """
+    content_type, compression = _MIME.guess_type(name, strict=False)
+    if compression is not None:
+        return _COMPRESSED_TYPES.get(compression, "application/octet-stream")
     return content_type or "application/octet-stream"
 
 
