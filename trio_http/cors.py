@@ -91,6 +91,17 @@ class CorsPolicy:
         fields.update(self._origin_fields(origin))
         return fields
 
+    def non_cors_fields(self) -> dict[str, str]:
+        """The fields of a response to a request without an allowed ``Origin``.
+
+        The Fetch standard's "CORS protocol and HTTP caches": a cache may hand this response
+        to a later CORS request, so with ``*`` it carries ``*`` (as every response does), and
+        with listed origins ``Vary: Origin`` (the answer depends on it).
+        """
+        if self.origins is None:
+            return self.response_fields("*")
+        return {"vary": "Origin"}
+
     def preflight_fields(self, origin: str, requested_headers: str | None) -> dict[str, str]:
         """The fields of the ``204`` that answers a preflight from an allowed *origin*.
 
@@ -148,13 +159,18 @@ def with_cors(handler: Handler, policy: CorsPolicy) -> Handler:
     async def cors_handler(request: Request) -> BaseResponse:
         headers = request.headers
         origin = headers.get("origin")
-        if origin is None or not policy.allows(origin):
-            return await handler(request)
-        requested = headers.get("access-control-request-method")
-        if request.method == "OPTIONS" and requested is not None:  # a preflight
-            fields = policy.preflight_fields(origin, headers.get("access-control-request-headers"))
-            return Response(status=204, headers=_with_vary(fields))
-        fields = policy.response_fields(origin)
+        if origin is not None and policy.allows(origin):
+            requested = headers.get("access-control-request-method")
+            if request.method == "OPTIONS" and requested is not None:  # a preflight
+                requested_headers = headers.get("access-control-request-headers")
+                fields = policy.preflight_fields(origin, requested_headers)
+                return Response(status=204, headers=_with_vary(fields))
+            fields = policy.response_fields(origin)
+        else:
+            # Fetch standard, "CORS protocol and HTTP caches": a response a cache may keep
+            # and hand to a CORS request later says so too.  With "*", every response
+            # carries it; with listed origins, every response varies with Origin.
+            fields = policy.non_cors_fields()
         try:
             response = await handler(request)
         except HTTPError as exc:
