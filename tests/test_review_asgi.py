@@ -6,19 +6,23 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import StreamingResponse
 from stream_pairs import socket_stream_pair
 
 from trio_http import ServerConfig
 from trio_http.asgi import ASGIHost
+from trio_http.asgi.http import ClientGone
 from trio_http.asgi.loader import load_app
 from trio_http.asgi.types import Receive, Scope, Send
+from trio_http.asgi.websocket import raised_only
 from trio_http.http11 import HTTPConnection
 from trio_http.testing import TestClient
 
@@ -225,3 +229,84 @@ async def test_an_upgrade_header_that_proposes_nothing_is_an_http_request(head: 
     assert answer.startswith(b"HTTP/1.1 200 "), answer
     assert answer.endswith(b"plain http")
     assert types == ["http"]
+
+
+# ---------------------------------------------------------------- Starlette's translations
+
+
+def streaming_api() -> FastAPI:
+    """Streams forever, over HTTP and a WebSocket, and lets Starlette's own exceptions for a
+    client that left (ClientDisconnect, WebSocketDisconnect) propagate."""
+    api = FastAPI()
+
+    @api.get("/")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            while True:
+                yield b"x" * 65536
+
+        return StreamingResponse(chunks())
+
+    @api.websocket("/ws")
+    async def feed(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while True:
+            await websocket.send_bytes(b"x" * 65536)
+
+    return api
+
+
+async def test_starlettes_client_disconnect_is_not_an_error_http(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """specs/www.rst: the OSError from send() after a disconnect should not be logged as an
+    error.  Starlette (spec_version 2.4) re-raises it as its ClientDisconnect, so every client
+    that left a FastAPI StreamingResponse (an SSE or LLM stream) was logged at ERROR "response
+    aborted for /: ClientDisconnect"; the exception is one raised while handling ours."""
+    caplog.set_level(logging.INFO, "trio_http")
+    client_stream, server_stream = await socket_stream_pair()
+    connection = HTTPConnection(server_stream, ASGIHost(streaming_api()), CONFIG)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.run)
+            await client_stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await client_stream.receive_some(100)).startswith(b"HTTP/1.1 200")
+            await client_stream.aclose()
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_starlettes_websocket_disconnect_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same for Starlette's WebSocketDisconnect out of a WebSocket endpoint: it was logged
+    as "ASGI WebSocket application failed"."""
+    caplog.set_level(logging.INFO, "trio_http")
+    async with (
+        TestClient(ASGIHost(streaming_api()), CONFIG) as client,
+        client.websocket("/ws") as websocket,
+    ):
+        assert await websocket.receive() == b"x" * 65536
+    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_only_the_client_leaving_counts_as_the_client_leaving() -> None:
+    """The rule behind the three tests above, with plain values: a Cancelled (or any
+    BaseException) raised while handling a ClientGone is never mistaken for it."""
+
+    def raised_while_handling(error: BaseException) -> BaseException:
+        try:
+            try:
+                raise ClientGone("the client has gone away")
+            except ClientGone:
+                raise error from None
+        except BaseException as exc:
+            return exc
+
+    assert raised_only(ClientGone(), ClientGone)
+    assert raised_only(raised_while_handling(RuntimeError("starlette")), ClientGone)
+    assert raised_only(ExceptionGroup("nursery", [ClientGone(), ClientGone()]), ClientGone)
+    assert not raised_only(ExceptionGroup("nursery", [ClientGone(), ValueError()]), ClientGone)
+    assert not raised_only(ValueError("a bug"), ClientGone)
+    assert not raised_only(raised_while_handling(KeyboardInterrupt()), ClientGone)
+    cancelled = BaseExceptionGroup("nursery", [raised_while_handling(KeyboardInterrupt())])
+    assert not raised_only(cancelled, ClientGone)

@@ -78,8 +78,8 @@ class ASGIHost:
             await self.app(scope, cycle.receive, cycle.send)
         except ClientGone:
             raise ClientDisconnected("the client went away") from None
-        except BaseExceptionGroup as group:  # (from a nursery of the app's: Quart-Trio)
-            if raised_only(group, ClientGone):
+        except Exception as exc:  # ours in a group (Quart-Trio), or Starlette's translation
+            if cycle.gone and raised_only(exc, ClientGone):
                 raise ClientDisconnected("the client went away") from None
             raise
         if cycle.gone:

@@ -179,8 +179,21 @@ class ClientGone(OSError):
 
 
 def raised_only(exc: BaseException, kind: type[BaseException]) -> bool:
-    """Whether *exc* is a *kind*, or a group of nothing else: what an application's nursery
-    (Quart-Trio's, trio's strict exception groups) makes of the ClientGone from its send()."""
+    """Whether *exc* is a *kind*, was raised while handling one, or is a group of nothing else.
+
+    For the ClientGone that send() raised: Starlette turns it into its own ClientDisconnect or
+    WebSocketDisconnect (raised in its ``except OSError``), and an application's nursery
+    (Quart-Trio's; trio's groups are strict) wraps it in an ExceptionGroup.
+    """
     if isinstance(exc, BaseExceptionGroup):
-        return exc.split(kind)[1] is None
-    return isinstance(exc, kind)
+        return all(raised_only(member, kind) for member in exc.exceptions)
+    if not isinstance(exc, Exception):
+        return False  # Cancelled, KeyboardInterrupt: never taken for the client leaving
+    cause: BaseException | None = exc
+    for _ in range(8):  # (a chain, not a cycle, but bounded all the same)
+        if cause is None:
+            return False
+        if isinstance(cause, kind):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
