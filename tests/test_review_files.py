@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from trio_http.builtin import build_app
 from trio_http.cors import CorsPolicy, with_cors
-from trio_http.files.reading import content_type_for
+from trio_http.files.reading import Validators, content_type_for
+from trio_http.files.search import (
+    Match,
+    SearchResult,
+    render_search_html,
+    render_search_json,
+    render_search_text,
+)
+from trio_http.protocol.httpdate import parse_http_date
 from trio_http.testing import TestClient
 
 
@@ -86,3 +99,64 @@ async def test_tar_gz_is_served_as_gzip_and_not_compressed_again(root: Path) -> 
     assert response.headers["content-type"] == "application/gzip"
     assert "content-encoding" not in response.headers
     assert response.body == b"\x1f\x8b" + bytes(1000)
+
+
+# ---------------------------------------------------------------- Last-Modified
+
+
+def _stat(mtime: float) -> os.stat_result:
+    fake = SimpleNamespace(st_ino=1, st_size=2, st_mtime=mtime, st_mtime_ns=int(mtime * 1e9))
+    return cast(os.stat_result, fake)
+
+
+async def test_a_future_modification_time_is_sent_as_now(root: Path) -> None:
+    # RFC 9110 §8.8.2.1: a modification time in the future by the server's clock MUST be
+    # replaced by the message origination date (Apache's ap_rationalize_mtime does).
+    future = time.time() + 86400 * 365
+    os.utime(root / "a.txt", (future, future))
+    async with TestClient(build_app(root)) as client:
+        response = await client.get("/files/a.txt")
+        revalidated = await client.get(
+            "/files/a.txt", headers={"if-modified-since": response.headers["last-modified"]}
+        )
+    sent = parse_http_date(response.headers["last-modified"])
+    assert sent is not None and sent <= time.time() + 1
+    assert response.status == 200 and revalidated.status in (200, 304)
+
+
+def test_validators_never_claim_a_time_after_now() -> None:
+    now = 1_800_000_000.0
+    assert Validators.of(_stat(now + 3600), now=now).last_modified == int(now)
+    assert Validators.of(_stat(now - 3600), now=now).last_modified == int(now - 3600)
+
+
+def test_a_time_no_http_date_can_hold_gives_no_last_modified() -> None:
+    # Year 10000 (tmpfs and btrfs hold such times): clamped to now.  Before year 1: no
+    # IMF-fixdate can say it, so no Last-Modified, rather than a 500 for the whole file.
+    now = 1_800_000_000.0
+    assert Validators.of(_stat(3e11), now=now).headers()["last-modified"]
+    ancient = Validators.of(_stat(-7e10), now=now)
+    assert ancient.last_modified is None
+    assert "last-modified" not in ancient.headers()
+
+
+# ---------------------------------------------------------------- search
+
+
+def _result(*matches: Match) -> SearchResult:
+    return SearchResult("/", "x", list(matches))
+
+
+def test_search_pages_survive_a_time_no_http_date_can_hold() -> None:
+    # The listing shows "-" for such a file (listing._http_date); search answered 500.
+    result = _result(Match("x-future.txt", False, 1, 3e11))
+    assert "x-future.txt" in render_search_html(result)
+    assert json.loads(render_search_json(result))["results"][0]["mtime"] is None
+
+
+def test_search_text_keeps_one_path_per_line() -> None:
+    # A name with a line break would read as two paths (one of them chosen by whoever named
+    # the file); the listing's text form writes them %0A and %0D, and so must search.
+    text = render_search_text(_result(Match("x\nsecret.txt", False, 1, 0.0)))
+    assert text == "x%0Asecret.txt\n"
+    assert render_search_text(_result(Match("dir\r/", True, 0, 0.0))) == "dir%0D/\n"

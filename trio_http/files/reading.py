@@ -59,16 +59,30 @@ def content_type_for(name: str) -> str:
     return content_type or "application/octet-stream"
 
 
+#: 0001-01-01T00:00:00Z, the earliest instant an IMF-fixdate can write.
+_EARLIEST_HTTP_DATE = -62135596800
+
+
 @dataclass(frozen=True)
 class Validators:
     etag: str
-    last_modified: int
+    #: ``None`` when no HTTP date can hold the file's time (before year 1): not sent.
+    last_modified: int | None
 
     @classmethod
-    def of(cls, st: os.stat_result) -> Validators:
-        return cls(make_etag(st.st_ino, st.st_size, st.st_mtime_ns), int(st.st_mtime))
+    def of(cls, st: os.stat_result, *, now: float | None = None) -> Validators:
+        """The validators of the file *st* describes, at *now* (default: the clock).
+
+        A modification time after *now* is replaced by *now* (RFC 9110 §8.8.2.1 MUST): a
+        date in the future would mislead caches, and no date could hold year 10000.
+        """
+        mtime = min(st.st_mtime, time.time() if now is None else now)
+        last_modified = int(mtime) if mtime >= _EARLIEST_HTTP_DATE else None
+        return cls(make_etag(st.st_ino, st.st_size, st.st_mtime_ns), last_modified)
 
     def headers(self) -> dict[str, str]:
+        if self.last_modified is None:
+            return {"etag": self.etag}
         return {"etag": self.etag, "last-modified": _format_mtime(self.last_modified)}
 
 

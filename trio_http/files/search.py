@@ -216,6 +216,14 @@ def search_tree(
 # ---------------------------------------------------------------- rendering (pure)
 
 
+def _http_date(mtime: float) -> str | None:
+    """*mtime* as an HTTP date, ``None`` outside years 1-9999 (tmpfs can hold year 10000)."""
+    try:
+        return format_http_date(mtime)
+    except ValueError:
+        return None
+
+
 #: Close to the listing's look (listing.py), with a light and a dark scheme.
 _STYLE = (
     ":root{color-scheme:light dark}"
@@ -242,7 +250,7 @@ def render_search_html(result: SearchResult) -> str:
         rows.append(
             f'<tr><td><a href="{html.escape(quote(match.path), quote=True)}">'
             f"{html.escape(match.path)}</a></td>"
-            f'<td class="size">{size}</td><td>{format_http_date(match.mtime)}</td></tr>'
+            f'<td class="size">{size}</td><td>{_http_date(match.mtime) or "-"}</td></tr>'
         )
     count = len(result.matches)
     summary = f"{count} match" if count == 1 else f"{count} matches"
@@ -270,7 +278,8 @@ def render_search_html(result: SearchResult) -> str:
 
 def render_search_json(result: SearchResult) -> str:
     """``{"path", "query", "truncated", "reason", "results": [{"path", "type", "size",
-    "mtime"}]}``, sizes ``null`` for directories, dates as HTTP dates, as the listing."""
+    "mtime"}]}``, sizes ``null`` for directories, dates as HTTP dates (``null`` outside
+    years 1-9999), as the listing."""
     return json.dumps(
         {
             "path": result.directory,
@@ -282,7 +291,7 @@ def render_search_json(result: SearchResult) -> str:
                     "path": match.path,
                     "type": "directory" if match.is_dir else "file",
                     "size": None if match.is_dir else match.size,
-                    "mtime": format_http_date(match.mtime),
+                    "mtime": _http_date(match.mtime),
                 }
                 for match in result.matches
             ],
@@ -292,8 +301,12 @@ def render_search_json(result: SearchResult) -> str:
 
 
 def render_search_text(result: SearchResult) -> str:
-    """One path per line (directories end with ``/``); a last ``# ...`` line if truncated."""
-    lines = [match.path for match in result.matches]
+    """One path per line (directories end with ``/``); a last ``# ...`` line if truncated.
+
+    CR and LF in names are written ``%0D`` and ``%0A``, as in the listing's text form: a
+    name with a line break would otherwise read as two paths.
+    """
+    lines = [match.path.replace("\r", "%0D").replace("\n", "%0A") for match in result.matches]
     if result.truncated:
         lines.append(f"# {result.reason or 'stopped early'}; there may be more matches")
     return "".join(line + "\n" for line in lines)
