@@ -242,3 +242,46 @@ async def test_an_exchange_head_without_a_length_does_not_claim_zero() -> None:
         get = await client.get("/")
     assert head.status == 200 and head.headers.get("content-length") != "0"
     assert get.headers.get("content-length") == "100" and get.body == b"x" * 100
+
+
+# ---------------------------------------------------------------- absolute-form and Host
+
+
+def host_app() -> App:
+    app = App()
+
+    @app.get("/host")
+    async def host(request: Request) -> Response:
+        return Response(f"{request.headers.get('host')} {request.path}")
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("request_line", "host"),
+    [
+        (b"GET http://other.example:8080/host HTTP/1.1", b"other.example:8080"),
+        (b"GET HTTPS://[::1]/host?q=1 HTTP/1.1", b"[::1]"),
+        (b"GET http://other.example/host HTTP/1.0", b"other.example"),
+    ],
+)
+async def test_an_absolute_form_target_overrides_host(request_line: bytes, host: bytes) -> None:
+    """RFC 9112 §3.2.2: an origin server receiving an absolute-form target MUST ignore the Host
+    field and use the target's host.  The handler saw the Host field ("x")."""
+    answer = await exchange(request_line + b"\r\nHost: x\r\n\r\n", host_app())
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+    assert answer.endswith(b"\r\n\r\n" + host + b" /host"), answer
+
+
+@pytest.mark.parametrize("target", [b"http:///host", b"http://user@x/host", b"http://x:99999/"])
+async def test_an_absolute_form_target_with_an_invalid_host_is_400(target: bytes) -> None:
+    """RFC 9110 §4.2.1 (an http URI has a non-empty host), §4.2.4 (userinfo is an error),
+    RFC 9112 §3.2 (an invalid host is 400, as for the Host field)."""
+    answer = await exchange(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n", host_app())
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+
+
+async def test_an_empty_authority_of_another_scheme_is_routed() -> None:
+    """Only http and https require a host (RFC 9110 §4.2.1, §4.2.2): file:///x is routed."""
+    answer = await exchange(b"GET file:///host HTTP/1.1\r\nHost: x\r\n\r\n", host_app())
+    assert answer.startswith(b"HTTP/1.1 200 OK") and answer.endswith(b"\r\n\r\n /host"), answer

@@ -162,6 +162,9 @@ def start_request(
         declared, expected = None, True  # a refused request's body is unknown: left unread
     else:
         declared, expected = facts.declared_length, facts.has_body
+        if facts.authority is not None:  # absolute-form: its host is the Host (RFC 9112 §3.2.2)
+            fields = [field for field in fields if field[0] != b"host"]
+            fields.append((b"host", facts.authority))
     body = RequestBody(
         conn,
         transport,

@@ -28,6 +28,7 @@ __all__ = [
     "is_valid_host",
     "must_close",
     "skip_empty_lines",
+    "target_authority",
 ]
 
 
@@ -54,6 +55,8 @@ class RequestFacts(NamedTuple):
     declared_length: int | None
     #: The request has a body to read (chunked, or a non-zero length).
     has_body: bool
+    #: The host of an absolute-form target, which replaces the Host field (RFC 9112 §3.2.2).
+    authority: bytes | None = None
 
 
 # RFC 3986 §3.2.2 reg-name: unreserved / pct-encoded / sub-delims; §3.2.3 port: *DIGIT.
@@ -135,8 +138,18 @@ def check_request(
             )
     if len(event.target) > limits.max_target_length:
         return HTTPError(414, f"request target longer than {limits.max_target_length}")
-    if event.target[:1] != b"/" and not _other_form_is_valid(event.method, event.target):
-        return HTTPError(400, "the request target is not of a form this method may use")
+    authority = None
+    if event.target[:1] != b"/":
+        if not _other_form_is_valid(event.method, event.target):
+            return HTTPError(400, "the request target is not of a form this method may use")
+        authority = target_authority(event.target)
+        if authority is not None:
+            # RFC 9112 §3.2.2: the target's host is used and the Host field ignored; an http
+            # URI's host is never empty (RFC 9110 §4.2.1) and userinfo is an error (§4.2.4).
+            scheme = event.target.partition(b":")[0].lower()
+            if not is_valid_host(authority) or (not authority and scheme in _HTTP_SCHEMES):
+                return HTTPError(400, "invalid host in the request target", close=True)
+            host = None
     if head_size > limits.max_header_size:
         return HTTPError(431, f"request head larger than {limits.max_header_size} bytes")
     if host is not None and not is_valid_host(host):
@@ -150,10 +163,11 @@ def check_request(
     declared = int(content_length) if content_length is not None else None
     if declared is not None and declared > limits.max_body_size:
         return BodyTooLarge(limits.max_body_size)
-    return RequestFacts(client_close, declared, chunked or bool(declared))
+    return RequestFacts(client_close, declared, chunked or bool(declared), authority)
 
 
 # RFC 3986 §3.1: scheme ":" -- the start of an absolute-URI (RFC 9112 §3.2.2).
+_HTTP_SCHEMES = (b"http", b"https")
 _SCHEME = re.compile(rb"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
@@ -164,6 +178,21 @@ def _other_form_is_valid(method: bytes, target: bytes) -> bool:
     if target == b"*":
         return method == b"OPTIONS"
     return method == b"CONNECT" or _SCHEME.match(target) is not None
+
+
+def target_authority(target: bytes) -> bytes | None:
+    """The authority of an absolute-form *target* with one (``scheme://authority...``), else
+    ``None`` (RFC 3986 §3.2: it ends at the first ``/``, ``?`` or ``#``)."""
+    scheme_end = target.find(b"://")
+    if scheme_end < 0 or not _SCHEME.fullmatch(target, 0, scheme_end + 1):
+        return None
+    start = scheme_end + 3
+    end = len(target)
+    for delimiter in (b"/", b"?", b"#"):
+        found = target.find(delimiter, start)
+        if 0 <= found < end:
+            end = found
+    return target[start:end]
 
 
 def check_chunk(
