@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from stream_pairs import socket_stream_pair
 
 from trio_http import ServerConfig
-from trio_http.asgi import ASGIHost
+from trio_http.asgi import ASGIHost, ScopeSettings
 from trio_http.asgi.http import ClientGone
 from trio_http.asgi.loader import load_app
 from trio_http.asgi.types import Receive, Scope, Send
@@ -345,3 +345,27 @@ async def test_a_background_task_after_the_response_does_not_hold_the_next_reque
             raise AssertionError("the next request waited for the background task")
         finally:
             release.set()
+
+
+# ---------------------------------------------------------------- --root-path
+
+
+async def test_a_non_latin1_root_path_is_percent_encoded_in_raw_path() -> None:
+    """specs/www.rst: root_path is a Unicode string, raw_path the bytes received.  A root path
+    such as "/日本" (--root-path, or ASGIServer(root_path=...)) made every request a 500:
+    building raw_path encoded it as latin-1 (UnicodeEncodeError).  A proxy that strips the
+    mount point received it percent-encoded as UTF-8, and that is what raw_path now starts
+    with."""
+    scopes: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scopes.append(scope)
+        await reply(send, 200, b"")
+
+    settings = ScopeSettings(root_path="/日本 x")
+    async with TestClient(ASGIHost(app, settings), CONFIG) as client:
+        response = await client.get("/caf%C3%A9")
+    assert response.status == 200
+    (scope,) = scopes
+    assert (scope["root_path"], scope["path"]) == ("/日本 x", "/日本 x/café")
+    assert scope["raw_path"] == b"/%E6%97%A5%E6%9C%AC%20x/caf%C3%A9"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from ..request import Request
 from ..websocket.settings import WebSocketSettings
@@ -32,6 +32,13 @@ class ScopeSettings:
     state: dict[str, Any] = field(default_factory=dict)
     #: Limits and timers of the app's WebSockets.
     websocket: WebSocketSettings = field(default_factory=WebSocketSettings)
+    #: ``root_path`` as a proxy that strips it received it: percent-encoded UTF-8 (the front
+    #: of every ``raw_path``; latin-1 cannot encode "/日本").
+    raw_root_path: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        raw = quote(self.root_path, safe="/!$&'()*+,;=:@").encode("ascii")
+        object.__setattr__(self, "raw_root_path", raw)
 
 
 def http_scope(
@@ -58,7 +65,7 @@ def http_scope(
         # Percent-decoded UTF-8.  The spec's path is a Unicode string: an undecodable byte is
         # U+FFFD (as in uvicorn), not a lone surrogate that fails whoever encodes it (a 500).
         "path": root_path + unquote(request.path, errors="replace"),
-        "raw_path": root_path.encode("latin-1") + raw_path,
+        "raw_path": settings.raw_root_path + raw_path,
         "query_string": request.query_string.encode("latin-1"),
         "root_path": root_path,
         "headers": request.headers.raw,
