@@ -19,6 +19,7 @@ import h11
 from ..errors import BodyTooLarge, HTTPError
 
 __all__ = [
+    "H11_UNKNOWN_CODING",
     "Limits",
     "RequestFacts",
     "UnreadBody",
@@ -29,6 +30,7 @@ __all__ = [
     "must_close",
     "skip_empty_lines",
     "target_authority",
+    "transfer_coding_error",
 ]
 
 
@@ -193,6 +195,33 @@ def target_authority(target: bytes) -> bytes | None:
         if 0 <= found < end:
             end = found
     return target[start:end]
+
+
+#: What h11 says (with 501) of any Transfer-Encoding other than one "chunked".
+H11_UNKNOWN_CODING = frozenset(
+    {"Only Transfer-Encoding: chunked is supported", "multiple Transfer-Encoding headers"}
+)
+_TRANSFER_ENCODING = re.compile(rb"^transfer-encoding[ \t]*:(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def transfer_coding_error(received: bytes) -> HTTPError:
+    """The answer to a head whose Transfer-Encoding h11 refused (:data:`H11_UNKNOWN_CODING`),
+    from the *received* bytes that hold the head: 501 when chunked is the final coding (RFC
+    9112 §6.1: a coding we do not know), else 400 (§6.3 (4): chunked not final, the body
+    length cannot be known; also when the field is not in *received*).  Both close."""
+    end = min(
+        (i for i in (received.find(b"\r\n\r\n"), received.find(b"\n\n")) if i >= 0),
+        default=len(received),
+    )
+    codings = [
+        coding.strip().lower()
+        for field in _TRANSFER_ENCODING.finditer(received, 0, end)
+        for coding in field[1].split(b",")
+    ]
+    codings = [coding for coding in codings if coding]
+    if codings and codings[-1] == b"chunked":
+        return HTTPError(501, "only the chunked transfer coding is supported", close=True)
+    return HTTPError(400, "chunked is not the final transfer coding", close=True)
 
 
 def check_chunk(
