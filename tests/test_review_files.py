@@ -13,6 +13,7 @@ import pytest
 
 from trio_http.builtin import build_app
 from trio_http.cors import CorsPolicy, with_cors
+from trio_http.files.display import human_size
 from trio_http.files.reading import Validators, content_type_for
 from trio_http.files.search import (
     Match,
@@ -160,3 +161,21 @@ def test_search_text_keeps_one_path_per_line() -> None:
     text = render_search_text(_result(Match("x\nsecret.txt", False, 1, 0.0)))
     assert text == "x%0Asecret.txt\n"
     assert render_search_text(_result(Match("dir\r/", True, 0, 0.0))) == "dir%0D/\n"
+
+
+# ---------------------------------------------------------------- sizes
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [
+        (1023, "1023 B"),
+        (1024, "1.0 KiB"),
+        (1048524, "1023.9 KiB"),
+        (1048575, "1.0 MiB"),  # was "1024.0 KiB": the unit chosen before rounding
+        (1024**3 - 1, "1.0 GiB"),
+        (1024**4 - 1, "1.0 TiB"),
+    ],
+)
+def test_sizes_never_show_1024_of_a_unit(size: int, shown: str) -> None:
+    assert human_size(size) == shown

@@ -24,7 +24,10 @@ def human_size(size: int) -> str:
     """``512 B``, ``683.6 KiB``, ``1.5 GiB`` (binary units, one decimal)."""
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024:
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        # Compared as shown: 1,048,575 bytes is "1.0 MiB", not "1024.0 KiB".
+        if unit == "B" and value < 1024:
+            return f"{value:.0f} {unit}"
+        if unit != "B" and round(value, 1) < 1024:
+            return f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} TiB"
