@@ -179,3 +179,23 @@ def test_search_text_keeps_one_path_per_line() -> None:
 )
 def test_sizes_never_show_1024_of_a_unit(size: int, shown: str) -> None:
     assert human_size(size) == shown
+
+
+# ---------------------------------------------------------------- preconditions on listings
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs FileServer._directory (server.py, the lead's) to evaluate preconditions",
+)
+async def test_a_listing_evaluates_if_match_and_if_none_match_star(root: Path) -> None:
+    # RFC 9110 §13.2.2 step 1 and §13.1.1: an origin server MUST evaluate If-Match before
+    # performing the method; a listing has no entity tag, so no listed tag matches: 412.
+    # §13.1.2: If-None-Match: * is false when a current representation exists: 304 for GET.
+    async with TestClient(build_app(root)) as client:
+        if_match = await client.get("/files/", headers={"if-match": '"nope"'})
+        star = await client.get("/files/", headers={"if-none-match": "*"})
+        any_tag = await client.get("/files/", headers={"if-match": "*"})
+    assert if_match.status == 412
+    assert star.status == 304
+    assert any_tag.status == 200
