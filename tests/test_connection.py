@@ -358,7 +358,7 @@ async def test_routing_errors_keep_the_connection(
         ),
         (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello", 400),
         (b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1, 2\r\n\r\nhello", 400),
-        (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        (b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: x\r\n\r\n", 400),
     ],
 )

@@ -90,14 +90,6 @@ async def test_the_forms_of_other_methods_reach_the_application(request_line: by
 # ---------------------------------------------------------------- Transfer-Encoding
 
 
-TE_400 = pytest.mark.xfail(
-    strict=True,
-    reason="needs the lead: rules.transfer_coding_error called from http11/head.py parse_head"
-    " and tests/test_hostile.py, tests/test_connection.py expecting 400, not 501",
-)
-
-
-@TE_400
 @pytest.mark.parametrize(
     "codings",
     [b"gzip", b"chunked, identity", b"chunked, gzip", b"identity"],
@@ -125,7 +117,6 @@ async def test_an_unknown_coding_before_chunked_is_501(fields: bytes) -> None:
     assert b"connection: close" in answer
 
 
-@TE_400
 async def test_chunked_not_final_in_a_pipelined_request_is_400() -> None:
     """The second head is parsed from h11's buffer (no read of its own): still 400, close."""
     get = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -299,6 +290,6 @@ async def test_an_empty_authority_of_another_scheme_is_routed() -> None:
     ],
 )
 def test_transfer_coding_error(head: bytes, status: int) -> None:
-    """The rule behind the TE_400 tests above (waiting for the lead to call it)."""
+    """The rule behind the Transfer-Encoding tests above."""
     error = transfer_coding_error(b"POST / HTTP/1.1\r\nHost: x\r\n" + head)
     assert (error.status, error.close) == (status, True)

@@ -17,7 +17,14 @@ import trio
 from ..config import ServerConfig
 from ..errors import HTTPError
 from ..headers import Headers
-from ..protocol.rules import RequestFacts, check_request, describe_h11_error, skip_empty_lines
+from ..protocol.rules import (
+    H11_UNKNOWN_CODING,
+    RequestFacts,
+    check_request,
+    describe_h11_error,
+    skip_empty_lines,
+    transfer_coding_error,
+)
 from ..request import Request, Upgrader
 from ..transport import Transport, Waiting
 from .body import RequestBody
@@ -59,16 +66,22 @@ def peer_name(client: tuple[str, int] | None) -> str:
     return f"{client[0]}:{client[1]}" if client else "client"
 
 
-def parse_head(conn: h11.Connection, client: tuple[str, int] | None) -> Head | _Incomplete:
+def parse_head(
+    conn: h11.Connection, client: tuple[str, int] | None, received: bytes = b""
+) -> Head | _Incomplete:
     """h11's next event at the start of a cycle: a request head, ``None`` when the client
     closed, the :class:`HTTPError` to answer unparseable input with, ``INCOMPLETE``, or
-    ``EMPTY_LINE`` (see :func:`restart_after_empty_lines`)."""
+    ``EMPTY_LINE`` (see :func:`restart_after_empty_lines`).  *received*: the bytes just read,
+    if any (h11 does not say which transfer coding it refused: 400 or 501 depends on it)."""
     try:
         event = conn.next_event()
     except h11.RemoteProtocolError as exc:
-        if str(exc) == _H11_EMPTY_LINE:
+        message = str(exc)
+        if message == _H11_EMPTY_LINE:
             return EMPTY_LINE
         log.info("%s: bad request: %s", peer_name(client), exc)
+        if message in H11_UNKNOWN_CODING:
+            return transfer_coding_error(received)
         return HTTPError(exc.error_status_hint, describe_h11_error(exc), close=True)
     if isinstance(event, h11.Request):
         return event
@@ -107,7 +120,7 @@ async def read_head(
         if data or transport.eof:  # b"" tells h11 the client closed
             conn.receive_data(data)
         started = started or bool(data)
-        event = parse_head(conn, client)
+        event = parse_head(conn, client, data)
         if event is EMPTY_LINE:  # a CR and its LF in separate reads: too rare to recover
             return HTTPError(400, "no request line received", close=True)
         if event is not INCOMPLETE:
