@@ -136,10 +136,6 @@ async def test_a_refused_final_move_is_not_answered_as_an_offset_conflict(tmp_pa
 # ---------------------------------------------------------------- PUT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a check in trio_http/files/server.py FileServer._store (not owned here)",
-)
 async def test_put_with_content_range_is_400_and_keeps_the_file(tmp_path: Path) -> None:
     """RFC 9110 §9.3.4: "An origin server that allows PUT on a given target resource MUST send
     a 400 (Bad Request) response to a PUT request that contains a Content-Range header field
@@ -162,12 +158,6 @@ async def test_put_with_content_range_is_400_and_keeps_the_file(tmp_path: Path) 
 # ---------------------------------------------------------------- RFC 9530 preference fields
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="fixed by /tmp/review-uploads-want-digest.patch (trio_http/digests.py), which "
-    "contradicts tests/test_digest.py test_malformed_want_is_400_on_get_and_ignored_after_a_"
-    "write and test_server_malformed_want_is_400 (they expect 400)",
-)
 async def test_a_malformed_want_digest_is_ignored_not_a_400(tmp_path: Path) -> None:
     """RFC 8941 §4.2: when a Structured Field fails to parse, "the entire field value MUST be
     ignored (i.e., treated as if the field were not present)", and §2: a field-specific

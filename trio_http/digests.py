@@ -173,10 +173,9 @@ async def digest_fields(
 
     Call it on the response as it will be sent (after compression).  Empty unless the request
     has ``Want-Content-Digest`` or ``Want-Repr-Digest``; a field the response already has is
-    left to it.  Raises ``HTTPError(400)`` for a malformed preference field on ``GET`` or
-    ``HEAD``; for other methods, whose handler has already acted, a malformed preference is
-    ignored (preferences are only a hint, RFC 9530 §4).  Cancellable; hashing runs in worker
-    threads.
+    left to it.  A malformed preference field is ignored, as if absent: RFC 8941 §4.2 ("the
+    entire field value MUST be ignored"), and preferences are only a hint (RFC 9530 §4).
+    Cancellable; hashing runs in worker threads.
     """
     want_content: list[str] = []
     want_repr: list[str] = []
@@ -187,13 +186,8 @@ async def digest_fields(
             want_repr.append(value.decode("latin-1"))
     if not want_content and not want_repr:
         return []
-    try:
-        content_algorithm = _wanted(want_content, "Want-Content-Digest")
-        repr_algorithm = _wanted(want_repr, "Want-Repr-Digest")
-    except DigestFieldError as exc:
-        if method in ("GET", "HEAD"):
-            raise HTTPError(400, str(exc)) from None
-        return []
+    content_algorithm = _wanted(want_content, "Want-Content-Digest")
+    repr_algorithm = _wanted(want_repr, "Want-Repr-Digest")
     status = response.status
     if status < 200 or status in (204, 304):
         return []
@@ -213,9 +207,13 @@ async def digest_fields(
 
 
 def _wanted(values: list[str], field: str) -> str | None:
+    """The algorithm *values* (the field's lines) ask for; none if they are malformed."""
     if not values:
         return None
-    return choose_algorithm(parse_want_field(", ".join(values), field))
+    try:
+        return choose_algorithm(parse_want_field(", ".join(values), field))
+    except DigestFieldError:
+        return None
 
 
 async def _content_digest(

@@ -338,6 +338,9 @@ class FileServer:
         await self.visitor(request, url_path, write=True)
         if not url_path or url_path.endswith("/"):
             raise HTTPError(405, "cannot write to a directory", headers={"allow": "GET, HEAD"})
+        if request.headers.get("content-range") is not None:
+            # RFC 9110 §9.3.4: most likely part of a file sent as if it were the whole.
+            raise HTTPError(400, "Content-Range is not supported on uploads: send the whole file")
         target = resolve_path(self.policy, url_path)
         st = self._stat(target, writing=True)
         if st is not None and stat.S_ISDIR(st.st_mode):
