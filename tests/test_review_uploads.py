@@ -50,14 +50,6 @@ async def test_upload_with_a_non_token_metadata_key_is_created(tmp_path: Path) -
 # ---------------------------------------------------------------- tus: a completed upload
 
 
-_NEEDS_TEST_TUS_CHANGE = pytest.mark.xfail(
-    strict=True,
-    reason="fixed by /tmp/review-uploads-finished.patch, which also needs tests/test_tus.py "
-    "test_create_head_patch_complete to expect 200 (not 404) from HEAD after completion",
-)
-
-
-@_NEEDS_TEST_TUS_CHANGE
 async def test_completed_upload_still_answers_head_and_a_retried_patch(tmp_path: Path) -> None:
     """tus 1.0.0, Core Protocol, HEAD: "The Server MUST always include the Upload-Offset
     header in the response for a HEAD request, even if the offset is 0, or the upload is
@@ -92,7 +84,6 @@ async def test_completed_upload_still_answers_head_and_a_retried_patch(tmp_path:
         assert (root / "done.txt").read_bytes() == b"hello"
 
 
-@_NEEDS_TEST_TUS_CHANGE
 async def test_completed_upload_is_forgotten_after_the_expiry(tmp_path: Path) -> None:
     clock = WallClock()
     app, tus = make_app(tmp_path, clock)

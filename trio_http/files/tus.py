@@ -8,7 +8,8 @@ directory checked like a ``PUT``'s; once the last byte is in, the file is rename
 
 State is only on disk (:mod:`.tus_store`): every PATCH is ``fsync``-ed before it answers with
 the new offset, the bytes of an interrupted PATCH are kept (and synced), and a server restarted,
-even after ``SIGKILL``, resumes where the data file ends.
+even after ``SIGKILL``, resumes where the data file ends.  A completed upload is remembered
+for a while (:class:`.tus_store.Finished`): HEAD, or a PATCH sent again, learns it is complete.
 
 One request writes an upload at a time.  A request for an upload another request of this
 process is writing *takes over*: the older one stops, keeps (and syncs) what it received and
@@ -38,21 +39,29 @@ from ..protocol.tus import (
     TUS_VERSION,
     check_capacity,
     check_content_length,
+    check_patch_of_complete,
     check_tus_resumable,
+    head_headers,
     is_offset_stream,
     is_upload_id,
     new_offset_error,
     options_headers,
     parse_checksum,
     parse_creation,
-    parse_size,
+    parse_patch,
 )
 from ..request import Handler, Request
 from ..response import BaseResponse, Response
 from ..routing import App
 from .paths import PathPolicy, http_error_for, resolve_path
-from .tus_store import COPY_CHUNK, Busy, Staging, UploadInfo, WriteState, storage_error
-from .uploads import TEMP_PREFIX, WRITE_BUFFER_SIZE, make_parent_directories, write_atomically
+from .tus_store import Busy, Finished, Staging, UploadInfo, WriteState, storage_error
+from .uploads import (
+    TEMP_PREFIX,
+    WRITE_BUFFER_SIZE,
+    make_parent_directories,
+    read_chunks,
+    write_atomically,
+)
 
 __all__ = ["Authorize", "TusServer"]
 
@@ -114,6 +123,7 @@ class TusServer:
         self.now = now
         #: Sweeps for expired uploads this often (the first at start).
         self.sweep_interval = max(1.0, min(expiry / 2, 3600.0))
+        self.finished = Finished(expiry)  # completed uploads HEAD and PATCH still know
         self._holders: dict[str, _Holder] = {}
         self._creating = trio.Lock()
 
@@ -178,20 +188,21 @@ class TusServer:
         upload_id = request.path_params["upload_id"]
         if not is_upload_id(upload_id):
             raise HTTPError(404, "no such upload")
-        info, offset, expires = await trio.to_thread.run_sync(self._look, upload_id)
+        done = self.finished.get(upload_id, self.now())
+        if done is not None:
+            await self.authorize(request, done.target)
+            return self._complete(request, upload_id, done)
+        found = await trio.to_thread.run_sync(self.staging.lookup, upload_id, self.expiry)
+        if found is None:
+            raise HTTPError(404, "no such upload (finished, removed or never created)")
+        info, offset, expires = found
         await self.authorize(request, info.target)
         if expires <= self.now():
             await trio.to_thread.run_sync(self.staging.discard, upload_id)
             raise HTTPError(410, "the upload expired: start a new one")
         if method == "HEAD":
-            headers = {
-                "upload-offset": str(offset),
-                "upload-length": str(info.length),
-                "upload-expires": format_http_date(expires),
-            }
-            if info.metadata:
-                headers["upload-metadata"] = info.metadata
-            return Response(headers=headers)
+            expiry = format_http_date(expires)
+            return Response(headers=head_headers(offset, info.length, info.metadata, expiry))
         if method == "DELETE":
             async with self._locked(upload_id):
                 await trio.to_thread.run_sync(self.staging.remove, upload_id)
@@ -201,13 +212,15 @@ class TusServer:
     def _options(self) -> Response:
         return Response(status=204, headers=options_headers(self.max_size))
 
-    def _look(self, upload_id: str) -> tuple[UploadInfo, int, float]:
-        """The upload's info, offset and expiry time (in a worker thread); ``404`` if none."""
-        info = self.staging.load(upload_id)
-        offset = self.staging.size(upload_id) if info is not None else None
-        if info is None or offset is None:
-            raise HTTPError(404, "no such upload (finished, removed or never created)")
-        return info, offset, self.staging.expires(upload_id, info, self.expiry)
+    def _complete(self, request: Request, upload_id: str, info: UploadInfo) -> Response:
+        """HEAD, PATCH or DELETE of an upload completed lately (see :class:`.Finished`)."""
+        if request.method == "DELETE":
+            self.finished.forget(upload_id)  # the file stays: it is no longer the upload's
+            return Response(status=204)
+        if request.method == "PATCH":
+            check_patch_of_complete(request.headers.get, info.length)
+            return Response(status=204, headers={"upload-offset": str(info.length)})
+        return Response(headers=head_headers(info.length, info.length, info.metadata, None))
 
     # ------------------------------------------------------------------ creation
 
@@ -244,11 +257,10 @@ class TusServer:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.staging.discard, upload_id)
             raise
-        location = f"{self.prefix}/{upload_id}"
         return Response(
             status=201,
             headers={
-                "location": location,
+                "location": f"{self.prefix}/{upload_id}",
                 "upload-offset": str(offset),
                 "upload-expires": format_http_date(self.now() + self.expiry),
             },
@@ -272,10 +284,7 @@ class TusServer:
     # ------------------------------------------------------------------ writing
 
     async def _patch(self, request: Request, upload_id: str, info: UploadInfo) -> BaseResponse:
-        if not is_offset_stream(request.headers.get("content-type")):
-            raise HTTPError(415, "PATCH needs Content-Type: application/offset+octet-stream")
-        sent = parse_size(request.headers.get("upload-offset"), "Upload-Offset")
-        offset = await self._write(request, upload_id, info, sent)
+        offset = await self._write(request, upload_id, info, parse_patch(request.headers.get))
         headers = {
             "upload-offset": str(offset),
             "upload-expires": format_http_date(self.now() + self.expiry),
@@ -357,18 +366,11 @@ class TusServer:
         try:
             if not await trio.to_thread.run_sync(self.staging.finish, upload_id, fd, target):
                 # Another file system: copied beside the target, then renamed over it.
-                await write_atomically(self._chunks(upload_id), target)
+                await write_atomically(read_chunks(self.staging.data_path(upload_id)), target)
                 await trio.to_thread.run_sync(self.staging.remove, upload_id)
         except OSError as exc:
             raise http_error_for(exc, writing=True) from None
-
-    async def _chunks(self, upload_id: str) -> AsyncIterator[bytes]:
-        file = await trio.to_thread.run_sync(open, self.staging.data_path(upload_id), "rb", 0)
-        try:
-            while chunk := await trio.to_thread.run_sync(file.read, COPY_CHUNK):
-                yield chunk
-        finally:
-            file.close()
+        self.finished.add(upload_id, info, self.now())
 
     @asynccontextmanager
     async def _locked(self, upload_id: str) -> AsyncIterator[tuple[int, _Holder]]:

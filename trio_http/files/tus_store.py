@@ -28,6 +28,7 @@ import fcntl
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from ..errors import HTTPError
 from ..protocol.tus import is_upload_id
 from .uploads import TEMP_PREFIX
 
-__all__ = ["STAGING_NAME", "Busy", "Staging", "UploadInfo", "WriteState"]
+__all__ = ["STAGING_NAME", "Busy", "Finished", "Staging", "UploadInfo", "WriteState"]
 
 #: The staging folder's name, inside the served root.
 STAGING_NAME = TEMP_PREFIX + "tus"
@@ -43,8 +44,6 @@ _DATA, _INFO, _VERIFY, _TEMP = ".tus-data", ".tus-info", ".tus-verify", ".tus-te
 #: A file of an upload whose other file is missing (a creation or a completion cut short) is
 #: removed once it has not changed for this long: long enough for any creation in progress.
 ORPHAN_GRACE = 3600.0
-#: How much of the data file is read per step when it must be copied (another file system).
-COPY_CHUNK = 1024 * 1024
 
 
 class Busy(Exception):
@@ -87,6 +86,36 @@ class UploadInfo:
         if not isinstance(owner, str):
             raise ValueError("bad owner")
         return cls(length, metadata, target, float(created), float(expires), owner)
+
+
+class Finished:
+    """Uploads this process completed, remembered for *keep* seconds (at most *limit*), so that
+    a client whose last answer was lost learns with ``HEAD``, or the ``PATCH`` sent again,
+    that the upload is complete: tus 1.0.0 (Core Protocol, HEAD) answers the offset "even if
+    [...] the upload is already considered completed".  In memory, not on disk: after a
+    restart, or in another ``--workers`` process, a completed upload is unknown (``404``)."""
+
+    def __init__(self, keep: float, limit: int = 256) -> None:
+        self.keep = keep
+        self.limit = limit
+        self._entries: OrderedDict[str, tuple[UploadInfo, float]] = OrderedDict()
+
+    def add(self, upload_id: str, info: UploadInfo, now: float) -> None:
+        self._entries[upload_id] = (info, now + self.keep)
+        self._entries.move_to_end(upload_id)
+        while len(self._entries) > self.limit:
+            self._entries.popitem(last=False)
+
+    def get(self, upload_id: str, now: float) -> UploadInfo | None:
+        """The completed upload's info; ``None`` if unknown or kept long enough."""
+        entry = self._entries.get(upload_id)
+        if entry is not None and entry[1] <= now:
+            del self._entries[upload_id]
+            return None
+        return None if entry is None else entry[0]
+
+    def forget(self, upload_id: str) -> None:
+        self._entries.pop(upload_id, None)
 
 
 @dataclass
@@ -164,6 +193,14 @@ class Staging:
                 return min(size, int(file.read(32)))
         except (FileNotFoundError, ValueError):
             return size
+
+    def lookup(self, upload_id: str, expiry: float) -> tuple[UploadInfo, int, float] | None:
+        """The upload's info, offset and expiry time; ``None`` if there is no such upload."""
+        info = self.load(upload_id)
+        offset = self.size(upload_id) if info is not None else None
+        if info is None or offset is None:
+            return None
+        return info, offset, self.expires(upload_id, info, expiry)
 
     def expires(self, upload_id: str, info: UploadInfo, expiry: float) -> float:
         """When the upload expires: *expiry* seconds after it was created or last written."""

@@ -41,6 +41,7 @@ __all__ = [
     "TEMP_PREFIX",
     "TEMP_SUFFIX",
     "make_parent_directories",
+    "read_chunks",
     "remove_directories",
     "remove_stale_uploads",
     "write_atomically",
@@ -126,6 +127,16 @@ async def write_atomically(
         if not renamed:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp_name)
+
+
+async def read_chunks(path: str, size: int = WRITE_BUFFER_SIZE) -> AsyncIterator[bytes]:
+    """The bytes of the file at *path*, *size* at a time, read in worker threads."""
+    file = await trio.to_thread.run_sync(open, path, "rb", 0)
+    try:
+        while chunk := await trio.to_thread.run_sync(file.read, size):
+            yield chunk
+    finally:
+        file.close()
 
 
 def remove_stale_uploads(root: Path) -> int:

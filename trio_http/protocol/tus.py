@@ -25,7 +25,9 @@ __all__ = [
     "Creation",
     "check_capacity",
     "check_content_length",
+    "check_patch_of_complete",
     "check_tus_resumable",
+    "head_headers",
     "is_offset_stream",
     "is_upload_id",
     "new_offset_error",
@@ -33,6 +35,7 @@ __all__ = [
     "parse_checksum",
     "parse_creation",
     "parse_metadata",
+    "parse_patch",
     "parse_size",
 ]
 
@@ -151,6 +154,25 @@ def is_offset_stream(content_type: str | None) -> bool:
     return content_type.partition(";")[0].strip().lower() == OFFSET_STREAM
 
 
+def parse_patch(header: Callable[[str], str | None]) -> int:
+    """A PATCH's ``Upload-Offset`` (Core Protocol, PATCH), read with *header*: ``415``
+    without ``Content-Type: application/offset+octet-stream``, ``400`` for a missing or
+    malformed offset."""
+    if not is_offset_stream(header("content-type")):
+        raise HTTPError(415, "PATCH needs Content-Type: application/offset+octet-stream")
+    return parse_size(header("upload-offset"), "Upload-Offset")
+
+
+def check_patch_of_complete(header: Callable[[str], str | None], length: int) -> None:
+    """Check a PATCH to an upload already complete, as any PATCH (:func:`parse_patch`):
+    ``409`` unless it is at the end (a PATCH sent again after its answer was lost), ``400``
+    if it carries bytes."""
+    sent = parse_patch(header)
+    if sent != length:
+        raise new_offset_error(sent, length)
+    check_content_length(header("content-length"), sent, length)
+
+
 def new_offset_error(sent: int, current: int) -> HTTPError:
     """``409``: the request's ``Upload-Offset`` is not the upload's (Core Protocol, PATCH)."""
     return HTTPError(
@@ -214,6 +236,18 @@ def parse_creation(header: Callable[[str], str | None], max_size: int) -> Creati
         # Refused now, not after the upload when the file cannot be created.
         raise HTTPError(414, "a name in the filename is too long for the file system")
     return Creation(length, target, metadata)
+
+
+def head_headers(offset: int, length: int, metadata: str, expires: str | None) -> dict[str, str]:
+    """The answer to ``HEAD`` (Core Protocol, HEAD): the offset, even of a complete upload, and
+    the length; ``Upload-Metadata`` as sent (Creation); ``Upload-Expires`` (Expiration) unless
+    the upload is complete and so no longer expires."""
+    headers = {"upload-offset": str(offset), "upload-length": str(length)}
+    if expires is not None:
+        headers["upload-expires"] = expires
+    if metadata:
+        headers["upload-metadata"] = metadata
+    return headers
 
 
 def check_capacity(total: int, mine: int, *, max_total: int, max_per_client: int) -> None:
