@@ -184,10 +184,6 @@ def test_sizes_never_show_1024_of_a_unit(size: int, shown: str) -> None:
 # ---------------------------------------------------------------- preconditions on listings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs FileServer._directory (server.py, the lead's) to evaluate preconditions",
-)
 async def test_a_listing_evaluates_if_match_and_if_none_match_star(root: Path) -> None:
     # RFC 9110 §13.2.2 step 1 and §13.1.1: an origin server MUST evaluate If-Match before
     # performing the method; a listing has no entity tag, so no listed tag matches: 412.

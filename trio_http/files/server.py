@@ -30,6 +30,7 @@ import trio
 
 from ..digests import expected_digests
 from ..errors import HTTPError
+from ..protocol.conditional import Precondition
 from ..request import Request
 from ..response import BaseResponse, Response
 from ..routing import App
@@ -175,6 +176,10 @@ class FileServer:
             return await _redirect_to_directory(request)
         if not self.listings:
             raise HTTPError(403, "directory listings are disabled")
+        # No validators of its own, but If-Match and If-None-Match: * still apply (RFC 9110
+        # §13.1.1, §13.1.2): 412 (raised), or 304.
+        if check_preconditions(request, None, exists=True) is Precondition.NOT_MODIFIED:
+            return Response(status=304, headers={"vary": "Accept"})
         download = request.query.get("download")
         if download is not None:
             if not self.archives:
