@@ -103,12 +103,6 @@ async def test_completed_uploads_do_not_count_as_unfinished(tmp_path: Path) -> N
             assert (await patch(client, url, 0, b"x")).status == 204
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the remedy (another status for a refused final move, in tus.py _write) "
-    "contradicts tests/test_tus.py test_a_file_in_the_way_of_a_parent_is_409_and_the_upload_"
-    "stays, which expects 409",
-)
 async def test_a_refused_final_move_is_not_answered_as_an_offset_conflict(tmp_path: Path) -> None:
     """tus 1.0.0, Core Protocol, PATCH: 409 is the answer to an Upload-Offset mismatch, and
     clients act on it so: tus-js-client retries a 409, the listing page's upload.js asks the

@@ -41,6 +41,7 @@ from ..protocol.tus import (
     check_content_length,
     check_patch_of_complete,
     check_tus_resumable,
+    final_move,
     head_headers,
     is_offset_stream,
     is_upload_id,
@@ -310,7 +311,8 @@ class TusServer:
             if holder.scope.cancelled_caught:
                 raise HTTPError(409, "a newer request for this upload took over", close=True)
             if state.offset == info.length:
-                await self._finish(upload_id, info, fd)
+                with final_move():
+                    await self._finish(upload_id, info, fd)
             return state.offset
 
     async def _receive(
@@ -357,9 +359,7 @@ class TusServer:
 
     async def _finish(self, upload_id: str, info: UploadInfo, fd: int) -> None:
         """Move the complete upload onto its target, creating missing folders like ``PUT``.
-
-        The upload stays (and an empty PATCH at its end retries) if the target is refused.
-        """
+        Refused: the upload stays, and an empty PATCH at its end retries (final_move)."""
         target = self._target_path(info.target, creating=False)
         await make_parent_directories(target)
         target = self._target_path(info.target, creating=False)  # a symlink may have appeared

@@ -11,7 +11,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NamedTuple
 
 from ..errors import HTTPError
@@ -27,6 +28,7 @@ __all__ = [
     "check_content_length",
     "check_patch_of_complete",
     "check_tus_resumable",
+    "final_move",
     "head_headers",
     "is_offset_stream",
     "is_upload_id",
@@ -171,6 +173,19 @@ def check_patch_of_complete(header: Callable[[str], str | None], length: int) ->
     if sent != length:
         raise new_offset_error(sent, length)
     check_content_length(header("content-length"), sent, length)
+
+
+@contextmanager
+def final_move() -> Iterator[None]:
+    """Around putting a complete upload in place: its ``409`` (a file in the way) becomes
+    ``422``.  To a tus client 409 means "ask the offset" (Core Protocol, PATCH), which would
+    find every byte in and report success; the upload stays, an empty PATCH retries."""
+    try:
+        yield
+    except HTTPError as exc:
+        if exc.status != 409:
+            raise
+        raise HTTPError(422, f"the file cannot be put in place: {exc.detail}") from None
 
 
 def new_offset_error(sent: int, current: int) -> HTTPError:
