@@ -11,7 +11,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_http.asgi import proxy
-from trio_http.asgi.proxy import TrustedProxies, client_and_scheme, parse_forwarded
+from trio_http.asgi.proxy import (
+    ProxyHeaders,
+    TrustedProxies,
+    client_and_scheme,
+    parse_forwarded,
+)
 
 
 def test_is_pure() -> None:
@@ -25,7 +30,7 @@ def test_is_pure() -> None:
         for alias in node.names
     }
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "collections.abc", "ipaddress"}
+    assert imported <= {"__future__", "collections.abc", "ipaddress", "typing"}
 
 
 # --- TrustedProxies ---------------------------------------------------------------------------
@@ -138,16 +143,26 @@ def case(
     *,
     peer: Peer = PROXY,
     scheme: str = "http",
+    kind: ProxyHeaders = "x-forwarded",
 ) -> object:
-    """A row: from *peer* over *scheme* with *pairs*, expect (*client*, *result_scheme*)."""
-    return pytest.param(trusted, headers(*pairs), peer, scheme, (client, result_scheme), id=name)
+    """A row: from *peer* over *scheme* with *pairs*, proxies that write *kind*, expect
+    (*client*, *result_scheme*)."""
+    expected = (client, result_scheme)
+    return pytest.param(trusted, kind, headers(*pairs), peer, scheme, expected, id=name)
 
 
 CASES = [
     # Spoofing: an untrusted peer's headers are ignored entirely.
     case("untrusted xff", "10.0.0.1", [xff(CLIENT)], STRANGER, peer=STRANGER),
     case("untrusted proto", "10.0.0.1", [xfp("https")], STRANGER, peer=STRANGER),
-    case("untrusted fwd", "10.0.0.1", [fwd(f"for={CLIENT};proto=https")], STRANGER, peer=STRANGER),
+    case(
+        "untrusted fwd",
+        "10.0.0.1",
+        [fwd(f"for={CLIENT};proto=https")],
+        STRANGER,
+        peer=STRANGER,
+        kind="forwarded",
+    ),
     case("untrusted unix peer", "127.0.0.1", [xff(CLIENT)], None, peer=None),
     case("no headers", "10.0.0.1", [], PROXY),
     case("other headers", "10.0.0.1", [("host", "example.com")], PROXY, "https", scheme="https"),
@@ -189,23 +204,51 @@ CASES = [
     case("xfp rightmost", "10.0.0.1", [xfp("https, http")], PROXY, "http", scheme="https"),
     case("xfp spoofed left", "10.0.0.1", [xff(CLIENT), xfp("https, http")], (CLIENT, 0), "http"),
     # Forwarded
-    case("fwd", "10.0.0.1", [fwd(f"for={CLIENT};proto=https")], (CLIENT, 0), "https"),
+    case(
+        "fwd",
+        "10.0.0.1",
+        [fwd(f"for={CLIENT};proto=https")],
+        (CLIENT, 0),
+        "https",
+        kind="forwarded",
+    ),
     case(
         "fwd quoted v6",
         "10.0.0.1",
         [fwd('For="[2001:db8:cafe::17]:4711"')],
         ("2001:db8:cafe::17", 4711),
+        kind="forwarded",
     ),
-    case("fwd quoted v4 port", "10.0.0.1", [fwd(f'for="{CLIENT}:80"')], (CLIENT, 80)),
-    case("fwd obfuscated", "10.0.0.1", [fwd("for=_hidden;proto=https")], None, "https"),
-    case("fwd obfuscated port", "10.0.0.1", [fwd(f'for="{CLIENT}:_p"')], (CLIENT, 0)),
-    case("fwd unknown", "10.0.0.1", [fwd("for=unknown")], None),
+    case(
+        "fwd quoted v4 port",
+        "10.0.0.1",
+        [fwd(f'for="{CLIENT}:80"')],
+        (CLIENT, 80),
+        kind="forwarded",
+    ),
+    case(
+        "fwd obfuscated",
+        "10.0.0.1",
+        [fwd("for=_hidden;proto=https")],
+        None,
+        "https",
+        kind="forwarded",
+    ),
+    case(
+        "fwd obfuscated port",
+        "10.0.0.1",
+        [fwd(f'for="{CLIENT}:_p"')],
+        (CLIENT, 0),
+        kind="forwarded",
+    ),
+    case("fwd unknown", "10.0.0.1", [fwd("for=unknown")], None, kind="forwarded"),
     case(
         "fwd spoofed left",
         "10.0.0.0/8",
         [fwd(f"for=10.9.9.9;proto=https, for={CLIENT};proto=http")],
         (CLIENT, 0),
         "http",
+        kind="forwarded",
     ),
     case(
         "fwd hops",
@@ -213,6 +256,7 @@ CASES = [
         [fwd(f"for={CLIENT};proto=https, for=10.0.0.2;proto=http")],
         (CLIENT, 0),
         "https",
+        kind="forwarded",
     ),
     case(
         "fwd fields joined",
@@ -220,26 +264,71 @@ CASES = [
         [fwd(f"for={CLIENT};proto=https"), fwd("for=10.0.0.2")],
         (CLIENT, 0),
         "https",
+        kind="forwarded",
     ),
-    case("fwd all trusted", "10.0.0.0/8", [fwd("for=10.0.0.3, for=10.0.0.2")], ("10.0.0.3", 0)),
-    case("fwd no for", "10.0.0.1", [fwd("proto=https")], PROXY, "https"),
+    case(
+        "fwd all trusted",
+        "10.0.0.0/8",
+        [fwd("for=10.0.0.3, for=10.0.0.2")],
+        ("10.0.0.3", 0),
+        kind="forwarded",
+    ),
+    case("fwd no for", "10.0.0.1", [fwd("proto=https")], PROXY, "https", kind="forwarded"),
     case(
         "fwd by and host ignored",
         "10.0.0.1",
         [fwd(f"by=10.0.0.1;for={CLIENT};host=example.com")],
         (CLIENT, 0),
+        kind="forwarded",
     ),
-    case("fwd bad proto", "10.0.0.1", [fwd(f"for={CLIENT};proto=gopher")], (CLIENT, 0)),
-    case("fwd on websocket", "10.0.0.1", [fwd("proto=https")], PROXY, "wss", scheme="ws"),
     case(
-        "fwd wins over x-forwarded",
+        "fwd bad proto",
+        "10.0.0.1",
+        [fwd(f"for={CLIENT};proto=gopher")],
+        (CLIENT, 0),
+        kind="forwarded",
+    ),
+    case(
+        "fwd on websocket",
+        "10.0.0.1",
+        [fwd("proto=https")],
+        PROXY,
+        "wss",
+        scheme="ws",
+        kind="forwarded",
+    ),
+    case(
+        "fwd ignores x-forwarded",  # the client's own, passed on
         "10.0.0.1",
         [xff("198.51.100.9"), xfp("https"), fwd(f"for={CLIENT}")],
         (CLIENT, 0),
+        kind="forwarded",
     ),
-    case("fwd malformed", "10.0.0.1", [fwd('for="1.2.3.4'), xff(CLIENT)], PROXY),
-    case("fwd malformed hop", "10.0.0.0/8", [fwd(f"for={CLIENT}, for, for=10.0.0.2")], PROXY),
-    case("fwd empty falls back", "10.0.0.1", [fwd(" , "), xff(CLIENT)], (CLIENT, 0)),
+    case(
+        "fwd absent: x-forwarded ignored",
+        "10.0.0.1",
+        [xff("198.51.100.9"), xfp("https")],
+        PROXY,
+        kind="forwarded",
+    ),
+    # The default reads X-Forwarded-*: a Forwarded the client sent (nginx passes it on) is
+    # ignored, else the client would choose its own address.
+    case(
+        "xff ignores a client's forwarded",
+        "10.0.0.1",
+        [fwd("for=198.51.100.9;proto=https"), xff(CLIENT)],
+        (CLIENT, 0),
+    ),
+    case("forwarded alone ignored", "10.0.0.1", [fwd("for=198.51.100.9;proto=https")], PROXY),
+    case("fwd malformed", "10.0.0.1", [fwd('for="1.2.3.4'), xff(CLIENT)], PROXY, kind="forwarded"),
+    case(
+        "fwd malformed hop",
+        "10.0.0.0/8",
+        [fwd(f"for={CLIENT}, for, for=10.0.0.2")],
+        PROXY,
+        kind="forwarded",
+    ),
+    case("fwd empty", "10.0.0.1", [fwd(" , "), xff(CLIENT)], PROXY, kind="forwarded"),
     case(
         "fwd unix peer",
         "unix:",
@@ -247,19 +336,24 @@ CASES = [
         (CLIENT, 0),
         "https",
         peer=None,
+        kind="forwarded",
     ),
 ]
 
 
-@pytest.mark.parametrize(("trusted", "request_headers", "peer", "scheme", "expected"), CASES)
+@pytest.mark.parametrize(
+    ("trusted", "kind", "request_headers", "peer", "scheme", "expected"), CASES
+)
 def test_client_and_scheme(
     trusted: str,
+    kind: ProxyHeaders,
     request_headers: H,
     peer: Peer,
     scheme: str,
     expected: tuple[Peer, str],
 ) -> None:
-    assert client_and_scheme(request_headers, peer, scheme, TrustedProxies(trusted)) == expected
+    proxies = TrustedProxies(trusted, kind)
+    assert client_and_scheme(request_headers, peer, scheme, proxies) == expected
 
 
 def test_a_long_header_is_walked_only_as_far_as_needed() -> None:
@@ -279,10 +373,13 @@ HEADER_VALUES = st.one_of(
     st.lists(st.tuples(HEADER_NAMES, HEADER_VALUES), max_size=6),
     st.sampled_from(["*", "10.0.0.0/8", "unix:, 0.0.0.0/0, ::/0"]),
     st.sampled_from(["http", "https", "ws", "wss"]),
+    st.sampled_from(["x-forwarded", "forwarded"]),
 )
-def test_garbage_never_raises(request_headers: H, trusted: str, scheme: str) -> None:
+def test_garbage_never_raises(
+    request_headers: H, trusted: str, scheme: str, kind: ProxyHeaders
+) -> None:
     client, result_scheme = client_and_scheme(
-        request_headers, PROXY, scheme, TrustedProxies(trusted)
+        request_headers, PROXY, scheme, TrustedProxies(trusted, kind)
     )
     assert result_scheme in {"http", "https", "ws", "wss"}
     # The scheme stays in its family: a WebSocket connection is never reported as https.

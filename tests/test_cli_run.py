@@ -385,6 +385,26 @@ def test_proxy_headers_are_believed_only_from_allowed_peers(
         assert seen["scheme"] == "http"
 
 
+@pytest.mark.parametrize(
+    ("args", "client"),
+    [
+        pytest.param([], "203.0.113.7", id="x-forwarded-by-default"),
+        pytest.param(["--forwarded-headers", "forwarded"], "198.51.100.9", id="forwarded"),
+    ],
+)
+def test_only_the_kind_of_proxy_headers_chosen_is_read(
+    tmp_path: Path, args: list[str], client: str
+) -> None:
+    """A client's own Forwarded, passed on by an nginx that writes X-Forwarded-For, must not
+    name the client (and the other way round)."""
+    write_app(tmp_path)
+    argv = run_argv("web:app", "--app-dir", str(tmp_path), *args)
+    both = [("Forwarded", "for=198.51.100.9"), ("X-Forwarded-For", "203.0.113.7")]
+    with running_server(argv=argv) as server:
+        seen = get_json(server.port, "/", both)
+    assert seen["client"] == [client, 0]
+
+
 # ------------------------------------------------------------------ --reload
 
 

@@ -8,10 +8,11 @@ ignored entirely.  :func:`client_and_scheme` turns a request's headers into the 
 
 Rules, where the RFCs and uvicorn leave room:
 
-* ``Forwarded`` wins: when it has at least one element, ``X-Forwarded-For`` and
-  ``X-Forwarded-Proto`` are not looked at.  So a proxy that sets only the ``X-Forwarded-*``
-  headers must remove a ``Forwarded`` header sent by the client (nginx passes it on as it is),
-  or the client chooses its own address.
+* One kind of header is read, the kind the trusted proxies write (:data:`ProxyHeaders`):
+  ``X-Forwarded-For`` and ``X-Forwarded-Proto`` (the default, as uvicorn) or ``Forwarded``.
+  The other kind is the client's own, passed on by proxies that do not write it (nginx
+  passes a client's ``Forwarded`` on as it is): believing it would let the client choose its
+  address.
 * Each proxy appends one entry on the right.  Walking from the right, entries whose address is
   itself a trusted proxy are skipped; the first other entry names the client (if all are
   trusted, the leftmost does, as in uvicorn).  In ``Forwarded`` that entry is a whole element:
@@ -35,8 +36,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
+from typing import Literal, TypeAlias
 
-__all__ = ["TrustedProxies", "client_and_scheme", "parse_forwarded"]
+__all__ = ["ProxyHeaders", "TrustedProxies", "client_and_scheme", "parse_forwarded"]
+
+#: Which headers the trusted proxies write: ``X-Forwarded-For`` / ``X-Forwarded-Proto``, or
+#: RFC 7239 ``Forwarded``.
+ProxyHeaders: TypeAlias = Literal["x-forwarded", "forwarded"]
 
 _Address = IPv4Address | IPv6Address
 _Node = tuple[_Address, int]
@@ -51,11 +57,13 @@ class TrustedProxies:
     (``10.0.0.0/8``, ``fd00::/8``; host bits may be set), ``*`` for every peer, and ``unix:``
     for peers on a Unix socket (whose address is ``None``).  Blank entries are ignored.
     Raises ValueError, naming the entry, for anything else: a typo must not silently trust
-    nobody (or, with a hostname, be mistaken for one).
+    nobody (or, with a hostname, be mistaken for one).  *headers*: the kind they write (only
+    that kind is read).
     """
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, headers: ProxyHeaders = "x-forwarded") -> None:
         self.spec = spec
+        self.headers = headers
         self.any = False
         self.unix = False
         self._addresses: set[_Address] = set()
@@ -83,7 +91,7 @@ class TrustedProxies:
                 ) from None
 
     def __repr__(self) -> str:
-        return f"TrustedProxies({self.spec!r})"
+        return f"TrustedProxies({self.spec!r}, {self.headers!r})"
 
     def trusts(self, host: str | None) -> bool:
         """Whether a peer at *host* (a bare IP address; ``None`` for a Unix socket) is trusted.
@@ -132,19 +140,21 @@ def client_and_scheme(
     forwarded: list[str] = []
     forwarded_for: list[str] = []
     forwarded_proto: list[str] = []
+    read_forwarded = proxies.headers == "forwarded"
     for name, value in headers:
         name = name.lower()
-        if name == b"forwarded":
-            forwarded.append(value.decode("latin-1"))
+        if read_forwarded:
+            if name == b"forwarded":
+                forwarded.append(value.decode("latin-1"))
         elif name == b"x-forwarded-for":
             forwarded_for.append(value.decode("latin-1"))
         elif name == b"x-forwarded-proto":
             forwarded_proto.append(value.decode("latin-1"))
-    if not (forwarded or forwarded_for or forwarded_proto):
+    if forwarded:
+        elements = parse_forwarded(",".join(forwarded))
+        return _from_forwarded(elements, peer, scheme, proxies) if elements else (peer, scheme)
+    if not (forwarded_for or forwarded_proto):
         return peer, scheme  # the usual case: nothing to parse (2 % of an ASGI GET /)
-    elements = parse_forwarded(",".join(forwarded))
-    if elements:  # any Forwarded element, even a malformed one: see the module docstring
-        return _from_forwarded(elements, peer, scheme, proxies)
     return _from_x_forwarded(forwarded_for, forwarded_proto, peer, scheme, proxies)
 
 

@@ -85,8 +85,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--proxy-headers",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="take the client address and scheme from Forwarded / X-Forwarded-For / "
-        "X-Forwarded-Proto sent by --forwarded-allow-ips",
+        help="take the client address and scheme from the headers (--forwarded-headers) "
+        "sent by --forwarded-allow-ips",
+    )
+    app.add_argument(
+        "--forwarded-headers",
+        choices=["x-forwarded", "forwarded"],
+        default="x-forwarded",
+        help="the headers your proxies write, the only ones read: X-Forwarded-For and "
+        "X-Forwarded-Proto (nginx, as uvicorn reads), or RFC 7239 Forwarded "
+        "(default: %(default)s)",
     )
     app.add_argument(
         "--forwarded-allow-ips",
@@ -174,7 +182,7 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         if spec is None:
             spec = os.environ.get("FORWARDED_ALLOW_IPS", FORWARDED_ALLOW_IPS)
         try:
-            proxies = TrustedProxies(spec)
+            proxies = TrustedProxies(spec, args.forwarded_headers)
         except ValueError as exc:
             return _usage_error(f"--forwarded-allow-ips: {exc}")
     load_tls(parser, args)
