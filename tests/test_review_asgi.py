@@ -21,7 +21,7 @@ from trio_http import ServerConfig
 from trio_http.asgi import ASGIHost, ScopeSettings
 from trio_http.asgi.http import ClientGone
 from trio_http.asgi.loader import load_app
-from trio_http.asgi.types import Receive, Scope, Send
+from trio_http.asgi.types import ASGIApp, Receive, Scope, Send
 from trio_http.asgi.websocket import raised_only
 from trio_http.http11 import HTTPConnection
 from trio_http.testing import TestClient
@@ -131,6 +131,23 @@ async def streaming_in_a_nursery(scope: Scope, receive: Receive, send: Send) -> 
         nursery.start_soon(child)
 
 
+async def errors_when_the_client_leaves(
+    app: ASGIApp, caplog: pytest.LogCaptureFixture
+) -> list[str]:
+    """The ERROR lines logged when a client reads the head of *app*'s streamed response to
+    ``GET /``, then closes the connection."""
+    caplog.set_level(logging.INFO, "trio_http")
+    client_stream, server_stream = await socket_stream_pair()
+    connection = HTTPConnection(server_stream, ASGIHost(app), CONFIG)
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.run)
+            await client_stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await client_stream.receive_some(100)).startswith(b"HTTP/1.1 200")
+            await client_stream.aclose()
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 async def test_client_gone_out_of_an_apps_nursery_is_not_an_error_http(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -138,16 +155,7 @@ async def test_client_gone_out_of_an_apps_nursery_is_not_an_error_http(
     the OSError they raised and should not log it as an error.  Out of an app's nursery (Quart-
     Trio streaming a response to a client that leaves) it was logged as "response aborted ...
     ExceptionGroup" at ERROR."""
-    caplog.set_level(logging.INFO, "trio_http")
-    client_stream, server_stream = await socket_stream_pair()
-    connection = HTTPConnection(server_stream, ASGIHost(streaming_in_a_nursery), CONFIG)
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(connection.run)
-            await client_stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert (await client_stream.receive_some(100)).startswith(b"HTTP/1.1 200")
-            await client_stream.aclose()
-    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await errors_when_the_client_leaves(streaming_in_a_nursery, caplog) == []
 
 
 async def test_client_gone_out_of_an_apps_nursery_is_not_an_error_websocket(
@@ -263,16 +271,7 @@ async def test_starlettes_client_disconnect_is_not_an_error_http(
     error.  Starlette (spec_version 2.4) re-raises it as its ClientDisconnect, so every client
     that left a FastAPI StreamingResponse (an SSE or LLM stream) was logged at ERROR "response
     aborted for /: ClientDisconnect"; the exception is one raised while handling ours."""
-    caplog.set_level(logging.INFO, "trio_http")
-    client_stream, server_stream = await socket_stream_pair()
-    connection = HTTPConnection(server_stream, ASGIHost(streaming_api()), CONFIG)
-    with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(connection.run)
-            await client_stream.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert (await client_stream.receive_some(100)).startswith(b"HTTP/1.1 200")
-            await client_stream.aclose()
-    assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert await errors_when_the_client_leaves(streaming_api(), caplog) == []
 
 
 async def test_starlettes_websocket_disconnect_is_not_an_error(
