@@ -19,6 +19,7 @@ from test_tus import WallClock, make_app, new_upload, patch
 from trio_http import App, Request, Response, ServerConfig
 from trio_http.asgi import ASGIHost
 from trio_http.asgi.types import Receive, Scope, Send
+from trio_http.files.tus_store import UploadInfo
 from trio_http.response import StreamingResponse
 from trio_http.testing import TestClient
 
@@ -189,7 +190,17 @@ async def test_a_patch_sent_again_during_the_final_move_learns_it_is_complete(
         gate.wait(10)
         return finish(upload_id, fd, target)
 
+    looked = threading.Event()  # the PATCH sent again has found the upload
+    lookup = tus.staging.lookup
+
+    def lookup_and_tell(upload_id: str, expiry: float) -> tuple[UploadInfo, int, float] | None:
+        found = lookup(upload_id, expiry)
+        if entered.is_set():
+            looked.set()
+        return found
+
     tus.staging.finish = slow_finish  # type: ignore[method-assign]
+    tus.staging.lookup = lookup_and_tell  # type: ignore[method-assign]
     answers: dict[str, int] = {}
     async with TestClient(app, CONFIG) as first, TestClient(app, CONFIG) as second:
         url = await new_upload(first, "big.bin", 5)
@@ -202,7 +213,8 @@ async def test_a_patch_sent_again_during_the_final_move_learns_it_is_complete(
                 nursery.start_soon(send, "first", first, 0, b"hello")
                 await trio.to_thread.run_sync(entered.wait, 10)
                 nursery.start_soon(send, "again", second, 5, b"")
-                await trio.testing.wait_all_tasks_blocked()
+                await trio.to_thread.run_sync(looked.wait, 10)
+                await trio.testing.wait_all_tasks_blocked()  # waiting for the first's lock
                 gate.set()
     assert (tmp_path / "big.bin").read_bytes() == b"hello"
     assert answers == {"first": 204, "again": 204}
