@@ -76,12 +76,6 @@ UNKNOWN_BEFORE_CHUNKED = (
     [
         pytest.param(
             UNKNOWN_BEFORE_CHUNKED,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="http11/head.py read_head passes parse_head only the last read's bytes:"
-                " a Transfer-Encoding in an earlier read of the head is not found, and a"
-                " 501 case is answered 400",
-            ),
             id="head-split-over-two-reads",
         ),
         pytest.param(
@@ -114,12 +108,6 @@ async def test_an_unknown_coding_before_chunked_is_501_however_it_arrives(
 # ---------------------------------------------------------------- 204/304 with a body (be3f995)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finalizer.py _head drops the body of a 204/304 only for a Response; a"
-    " StreamingResponse's body still goes to h11, which refuses it: the connection is"
-    " aborted (logged 'response aborted') and the next request is never answered",
-)
 async def test_a_streamed_204_with_a_body_is_sent_without_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -146,12 +134,6 @@ async def test_a_streamed_204_with_a_body_is_sent_without_it(
 # ---------------------------------------------------------------- raised_only (a428ad0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asgi/websocket.py raised_only follows __context__ from any exception: an app's"
-    " own bug raised in its except/finally after send() raised ClientGone is taken for the"
-    " client leaving and never logged (before a428ad0 it was logged)",
-)
 async def test_an_app_bug_after_the_client_left_is_still_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -189,11 +171,6 @@ async def test_an_app_bug_after_the_client_left_is_still_logged(
 # ---------------------------------------------------------------- absolute-form (3c0a1f6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protocol/rules.py check_request sets host = None for an absolute-form target, so"
-    " the Host field is no longer validated at all: an invalid one gets 200",
-)
 async def test_an_invalid_host_field_is_400_with_an_absolute_form_target_too() -> None:
     """RFC 9112 §3.2: a server MUST answer 400 to "any request message that contains [...] a
     Host header field with an invalid field value".  §3.2.2 says to *ignore* the field's

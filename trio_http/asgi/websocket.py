@@ -187,13 +187,15 @@ def raised_only(exc: BaseException, kind: type[BaseException]) -> bool:
     """
     if isinstance(exc, BaseExceptionGroup):
         return all(raised_only(member, kind) for member in exc.exceptions)
-    if not isinstance(exc, Exception):
-        return False  # Cancelled, KeyboardInterrupt: never taken for the client leaving
-    cause: BaseException | None = exc
-    for _ in range(8):  # (a chain, not a cycle, but bounded all the same)
-        if cause is None:
-            return False
-        if isinstance(cause, kind):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+    if isinstance(exc, kind):
+        return True
+    # Only a framework's own name for the client leaving, raised while handling ours, counts:
+    # any other exception in an ``except OSError`` or ``finally`` is the application's bug.
+    if type(exc).__name__ not in _DISCONNECT_NAMES:
+        return False
+    context = exc.__cause__ or exc.__context__
+    return isinstance(context, kind)
+
+
+#: What frameworks raise in place of the OSError of ``send()`` (Starlette's).
+_DISCONNECT_NAMES = frozenset({"ClientDisconnect", "WebSocketDisconnect"})

@@ -67,12 +67,13 @@ def peer_name(client: tuple[str, int] | None) -> str:
 
 
 def parse_head(
-    conn: h11.Connection, client: tuple[str, int] | None, received: bytes = b""
+    conn: h11.Connection, client: tuple[str, int] | None, reads: list[bytes] | None = None
 ) -> Head | _Incomplete:
     """h11's next event at the start of a cycle: a request head, ``None`` when the client
     closed, the :class:`HTTPError` to answer unparseable input with, ``INCOMPLETE``, or
-    ``EMPTY_LINE`` (see :func:`restart_after_empty_lines`).  *received*: the bytes just read,
-    if any (h11 does not say which transfer coding it refused: 400 or 501 depends on it)."""
+    ``EMPTY_LINE`` (see :func:`restart_after_empty_lines`).  *reads*: the head's reads so far,
+    if it was read (h11 does not say which transfer coding it refused: 400 or 501 depends on
+    it; a head already buffered, pipelined, gets 400 either way)."""
     try:
         event = conn.next_event()
     except h11.RemoteProtocolError as exc:
@@ -81,7 +82,7 @@ def parse_head(
             return EMPTY_LINE
         log.info("%s: bad request: %s", peer_name(client), exc)
         if message in H11_UNKNOWN_CODING:
-            return transfer_coding_error(received)
+            return transfer_coding_error(b"".join(reads or ()))
         return HTTPError(exc.error_status_hint, describe_h11_error(exc), close=True)
     if isinstance(event, h11.Request):
         return event
@@ -104,6 +105,7 @@ async def read_head(
     *idle*: nothing of the head is buffered yet, so the first read may take *idle_timeout*.
     """
     started = not idle
+    reads: list[bytes] = []  # this head's reads: a refused Transfer-Encoding is read from them
     waiting_for: Waiting = "idle" if idle else "head"
     wait_until: float | None = None  # the header deadline, from the first read of the head
     while True:
@@ -120,7 +122,8 @@ async def read_head(
         if data or transport.eof:  # b"" tells h11 the client closed
             conn.receive_data(data)
         started = started or bool(data)
-        event = parse_head(conn, client, data)
+        reads.append(data)
+        event = parse_head(conn, client, reads)
         if event is EMPTY_LINE:  # a CR and its LF in separate reads: too rare to recover
             return HTTPError(400, "no request line received", close=True)
         if event is not INCOMPLETE:

@@ -151,7 +151,8 @@ def check_request(
             scheme = event.target.partition(b":")[0].lower()
             if not is_valid_host(authority) or (not authority and scheme in _HTTP_SCHEMES):
                 return HTTPError(400, "invalid host in the request target", close=True)
-            host = None
+            # (The Host field is still checked below: §3.2 refuses an invalid one, whatever
+            # the target's form.)
     if head_size > limits.max_header_size:
         return HTTPError(431, f"request head larger than {limits.max_header_size} bytes")
     if host is not None and not is_valid_host(host):
