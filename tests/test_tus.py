@@ -698,7 +698,7 @@ async def test_concurrent_patch_takes_over_and_never_interleaves(
                 assert response.headers["upload-offset"] == str(len(first))
                 released.set()
         assert results == [409]
-        assert not tus._holders
+        assert not tus.writers.active
         assert await offset_of(other, url) == len(first)
         assert data_file(root, url).read_bytes() == first
 

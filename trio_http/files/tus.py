@@ -11,11 +11,9 @@ the new offset, the bytes of an interrupted PATCH are kept (and synced), and a s
 even after ``SIGKILL``, resumes where the data file ends.  A completed upload is remembered
 for a while (:class:`.tus_store.Finished`): HEAD, or a PATCH sent again, learns it is complete.
 
-One request writes an upload at a time.  A request for an upload another request of this
-process is writing *takes over*: the older one stops, keeps (and syncs) what it received and
-answers ``409``; the newer one proceeds, its ``Upload-Offset`` checked against the offset as
-it now is.  So a client whose old connection died silently (a phone changing cells) need not
-wait for the body timeout.  A writer in another process (``--workers``) gets ``423 Locked``.
+One request writes an upload at a time (:mod:`.tus_writers`): a newer one takes over, its
+``Upload-Offset`` checked against the offset as it now is, so a client whose old connection
+died silently (a phone changing cells) need not wait for the body timeout.
 """
 
 from __future__ import annotations
@@ -26,8 +24,7 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import trio
@@ -55,7 +52,8 @@ from ..request import Handler, Request
 from ..response import BaseResponse, Response
 from ..routing import App
 from .paths import PathPolicy, http_error_for, resolve_path
-from .tus_store import Busy, Finished, Staging, UploadInfo, WriteState, storage_error
+from .tus_store import Finished, Staging, UploadInfo, WriteState, storage_error
+from .tus_writers import Writers
 from .uploads import (
     TEMP_PREFIX,
     WRITE_BUFFER_SIZE,
@@ -72,22 +70,10 @@ log = logging.getLogger("trio_http.error")
 #: *target*, the upload's path relative to the served directory (as the file server's
 #: ``{path}`` parameter would hold it).
 Authorize = Callable[[Request, str], Awaitable[None]]
-#: How long a request waits for the request it takes over to save its bytes and let go.
-TAKEOVER_WAIT = 10.0
 _OVERRIDABLE = frozenset({"PATCH", "DELETE", "HEAD", "OPTIONS"})
 
 
 async def _allow(request: Request, target: str) -> None: ...
-
-
-class _Holder:
-    """The request writing an upload in this process, and how to make it let go."""
-
-    __slots__ = ("released", "scope")
-
-    def __init__(self) -> None:
-        self.scope = trio.CancelScope()
-        self.released = trio.Event()
 
 
 class TusServer:
@@ -125,7 +111,7 @@ class TusServer:
         #: Sweeps for expired uploads this often (the first at start).
         self.sweep_interval = max(1.0, min(expiry / 2, 3600.0))
         self.finished = Finished(expiry)  # completed uploads HEAD and PATCH still know
-        self._holders: dict[str, _Holder] = {}
+        self.writers = Writers(self.staging)
         self._creating = trio.Lock()
 
     def install(self, app: App) -> None:
@@ -205,7 +191,7 @@ class TusServer:
             expiry = format_http_date(expires)
             return Response(headers=head_headers(offset, info.length, info.metadata, expiry))
         if method == "DELETE":
-            async with self._locked(upload_id):
+            async with self.writers.locked(upload_id):
                 await trio.to_thread.run_sync(self.staging.remove, upload_id)
             return Response(status=204)
         return await self._patch(request, upload_id, info)
@@ -297,7 +283,7 @@ class TusServer:
         that completes it, and return the new offset."""
         checksum = request.headers.get("upload-checksum")
         expected = parse_checksum(checksum) if checksum is not None else None
-        async with self._locked(upload_id) as (fd, holder):
+        async with self.writers.locked(upload_id) as (fd, writer):
             current = os.fstat(fd).st_size
             if sent != current:
                 raise new_offset_error(sent, current)
@@ -306,9 +292,9 @@ class TusServer:
             if expected is not None:
                 state.hasher = hashlib.new(expected[0])
                 await trio.to_thread.run_sync(self.staging.begin_verify, upload_id, current)
-            with holder.scope:
+            with writer.scope:
                 await self._receive(request, upload_id, state, info.length, expected)
-            if holder.scope.cancelled_caught:
+            if writer.scope.cancelled_caught:
                 raise HTTPError(409, "a newer request for this upload took over", close=True)
             if state.offset == info.length:
                 with final_move():
@@ -371,33 +357,6 @@ class TusServer:
         except OSError as exc:
             raise http_error_for(exc, writing=True) from None
         self.finished.add(upload_id, info, self.now())
-
-    @asynccontextmanager
-    async def _locked(self, upload_id: str) -> AsyncIterator[tuple[int, _Holder]]:
-        """Hold the upload's lock (its data file, open); taking it over from a request of this
-        process, ``423`` if another process holds it, ``404`` if the upload is gone."""
-        old = self._holders.get(upload_id)
-        if old is not None:
-            old.scope.cancel()
-            with trio.move_on_after(TAKEOVER_WAIT):
-                await old.released.wait()
-            if upload_id in self._holders:
-                raise HTTPError(423, "another request is writing this upload", close=True)
-        holder = self._holders[upload_id] = _Holder()
-        try:
-            try:
-                fd = await trio.to_thread.run_sync(self.staging.lock, upload_id)
-            except Busy:
-                raise HTTPError(423, "another server process is writing this upload") from None
-            if fd is None:
-                raise HTTPError(404, "no such upload")
-            try:
-                yield fd, holder
-            finally:
-                os.close(fd)
-        finally:
-            del self._holders[upload_id]
-            holder.released.set()
 
 
 def _tus(handler: Handler) -> Handler:
