@@ -190,12 +190,6 @@ async def test_an_invalid_host_field_is_400_with_an_absolute_form_target_too() -
 # ---------------------------------------------------------------- tus: a completed upload (af5c8ab)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="files/tus.py: a PATCH sent again while the first one is putting the upload in"
-    " place waits for its lock (_locked), then finds no data file: 404, although the upload"
-    " is complete and self.finished knows it by then",
-)
 async def test_a_patch_sent_again_during_the_final_move_learns_it_is_complete(
     tmp_path: Path,
 ) -> None:

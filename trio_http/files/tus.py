@@ -175,13 +175,9 @@ class TusServer:
         upload_id = request.path_params["upload_id"]
         if not is_upload_id(upload_id):
             raise HTTPError(404, "no such upload")
-        done = self.finished.get(upload_id, self.now())
-        if done is not None:
-            await self.authorize(request, done.target)
-            return self._complete(request, upload_id, done)
         found = await trio.to_thread.run_sync(self.staging.lookup, upload_id, self.expiry)
-        if found is None:
-            raise HTTPError(404, "no such upload (finished, removed or never created)")
+        if found is None:  # completed lately (remembered), or no such upload
+            return await self._complete(request, upload_id)
         info, offset, expires = found
         await self.authorize(request, info.target)
         if expires <= self.now():
@@ -199,8 +195,13 @@ class TusServer:
     def _options(self) -> Response:
         return Response(status=204, headers=options_headers(self.max_size))
 
-    def _complete(self, request: Request, upload_id: str, info: UploadInfo) -> Response:
-        """HEAD, PATCH or DELETE of an upload completed lately (see :class:`.Finished`)."""
+    async def _complete(self, request: Request, upload_id: str) -> Response:
+        """HEAD, PATCH or DELETE of an upload completed lately (see :class:`.Finished`);
+        ``404`` if there is none."""
+        info = self.finished.get(upload_id, self.now())
+        if info is None:
+            raise HTTPError(404, "no such upload (finished, removed or never created)")
+        await self.authorize(request, info.target)
         if request.method == "DELETE":
             self.finished.forget(upload_id)  # the file stays: it is no longer the upload's
             return Response(status=204)
@@ -271,7 +272,12 @@ class TusServer:
     # ------------------------------------------------------------------ writing
 
     async def _patch(self, request: Request, upload_id: str, info: UploadInfo) -> BaseResponse:
-        offset = await self._write(request, upload_id, info, parse_patch(request.headers.get))
+        try:
+            offset = await self._write(request, upload_id, info, parse_patch(request.headers.get))
+        except HTTPError as exc:  # gone while this waited: completed by the request it waited for?
+            if exc.status != 404:
+                raise
+            return await self._complete(request, upload_id)
         headers = {
             "upload-offset": str(offset),
             "upload-expires": format_http_date(self.now() + self.expiry),
