@@ -166,10 +166,7 @@ def with_cors(handler: Handler, policy: CorsPolicy) -> Handler:
                 fields = policy.preflight_fields(origin, requested_headers)
                 return Response(status=204, headers=_with_vary(fields))
             fields = policy.response_fields(origin)
-        else:
-            # Fetch standard, "CORS protocol and HTTP caches": a response a cache may keep
-            # and hand to a CORS request later says so too.  With "*", every response
-            # carries it; with listed origins, every response varies with Origin.
+        else:  # (a cache may hand this response to a CORS request later)
             fields = policy.non_cors_fields()
         try:
             response = await handler(request)

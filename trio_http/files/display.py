@@ -1,8 +1,25 @@
-"""How names and sizes are shown to people (pure: listings, search results, archives)."""
+"""How names, sizes and dates are shown (pure: listings, search results, archives)."""
 
 from __future__ import annotations
 
-__all__ = ["human_size", "is_utf8"]
+from ..protocol.httpdate import format_http_date
+
+__all__ = ["http_date", "human_size", "is_utf8", "text_line"]
+
+
+def http_date(mtime: float) -> str | None:
+    """*mtime* as an HTTP date; ``None`` outside years 1-9999 (a file system can hold such
+    times: tmpfs, year 10000)."""
+    try:
+        return format_http_date(mtime)
+    except ValueError:
+        return None
+
+
+def text_line(name: str) -> str:
+    """*name* for a line of a text listing: CR and LF as ``%0D`` and ``%0A``, so a name with
+    a line break cannot read as two."""
+    return name.replace("\r", "%0D").replace("\n", "%0A")
 
 
 def is_utf8(name: str) -> bool:

@@ -30,8 +30,7 @@ from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import quote
 
-from ..protocol.httpdate import format_http_date
-from .display import human_size, is_utf8
+from .display import http_date, human_size, is_utf8, text_line
 
 __all__ = [
     "ASSETS",
@@ -129,22 +128,15 @@ def _listable(entries: Iterable[Entry], key: str, order: str) -> list[Entry]:
 # ---------------------------------------------------------------------------- formatting
 
 
-def _http_date(mtime: float) -> str | None:
-    try:
-        return format_http_date(mtime)
-    except ValueError:  # outside years 1-9999: a file system can hold such times
-        return None
-
-
 def _date_cell(mtime: float) -> str:
     """A ``<time>`` in UTC (the page is the same for every visitor; the script localizes)."""
-    http_date = _http_date(mtime)
-    if http_date is None:
+    date = http_date(mtime)
+    if date is None:
         return "-"
     t = time.gmtime(mtime)
     iso = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}"
     shown = iso.replace("T", " ")
-    return f'<time datetime="{iso}:{t.tm_sec:02d}Z" title="{http_date}">{shown}</time>'
+    return f'<time datetime="{iso}:{t.tm_sec:02d}Z" title="{date}">{shown}</time>'
 
 
 # ---------------------------------------------------------------------------- assets
@@ -377,7 +369,7 @@ def render_json(
                     "name": entry.name,
                     "type": "directory" if entry.is_dir else "file",
                     "size": None if entry.is_dir else entry.size,
-                    "mtime": _http_date(entry.mtime),
+                    "mtime": http_date(entry.mtime),
                 }
                 for entry in _listable(entries, sort, order)
             ],
@@ -393,7 +385,7 @@ def render_text(entries: Iterable[Entry], sort: str = "name", order: str = "asc"
     CR and LF in names are written ``%0D`` and ``%0A``.  Empty for an empty directory.
     """
     lines = [
-        entry.name.replace("\r", "%0D").replace("\n", "%0A") + ("/" if entry.is_dir else "")
+        text_line(entry.name) + ("/" if entry.is_dir else "")
         for entry in _listable(entries, sort, order)
     ]
     return "".join(line + "\n" for line in lines)

@@ -39,9 +39,8 @@ from urllib.parse import quote
 import trio
 
 from ..errors import HTTPError
-from ..protocol.httpdate import format_http_date
 from ..response import Response
-from .display import human_size, is_utf8
+from .display import http_date, human_size, is_utf8, text_line
 from .paths import PathPolicy, http_error_for, resolve_path
 from .uploads import TEMP_PREFIX
 
@@ -216,14 +215,6 @@ def search_tree(
 # ---------------------------------------------------------------- rendering (pure)
 
 
-def _http_date(mtime: float) -> str | None:
-    """*mtime* as an HTTP date, ``None`` outside years 1-9999 (tmpfs can hold year 10000)."""
-    try:
-        return format_http_date(mtime)
-    except ValueError:
-        return None
-
-
 #: Close to the listing's look (listing.py), with a light and a dark scheme.
 _STYLE = (
     ":root{color-scheme:light dark}"
@@ -250,7 +241,7 @@ def render_search_html(result: SearchResult) -> str:
         rows.append(
             f'<tr><td><a href="{html.escape(quote(match.path), quote=True)}">'
             f"{html.escape(match.path)}</a></td>"
-            f'<td class="size">{size}</td><td>{_http_date(match.mtime) or "-"}</td></tr>'
+            f'<td class="size">{size}</td><td>{http_date(match.mtime) or "-"}</td></tr>'
         )
     count = len(result.matches)
     summary = f"{count} match" if count == 1 else f"{count} matches"
@@ -291,7 +282,7 @@ def render_search_json(result: SearchResult) -> str:
                     "path": match.path,
                     "type": "directory" if match.is_dir else "file",
                     "size": None if match.is_dir else match.size,
-                    "mtime": _http_date(match.mtime),
+                    "mtime": http_date(match.mtime),
                 }
                 for match in result.matches
             ],
@@ -306,7 +297,7 @@ def render_search_text(result: SearchResult) -> str:
     CR and LF in names are written ``%0D`` and ``%0A``, as in the listing's text form: a
     name with a line break would otherwise read as two paths.
     """
-    lines = [match.path.replace("\r", "%0D").replace("\n", "%0A") for match in result.matches]
+    lines = [text_line(match.path) for match in result.matches]
     if result.truncated:
         lines.append(f"# {result.reason or 'stopped early'}; there may be more matches")
     return "".join(line + "\n" for line in lines)

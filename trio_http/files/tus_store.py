@@ -108,11 +108,11 @@ class Finished:
 
     def get(self, upload_id: str, now: float) -> UploadInfo | None:
         """The completed upload's info; ``None`` if unknown or kept long enough."""
-        entry = self._entries.get(upload_id)
-        if entry is not None and entry[1] <= now:
+        info, until = self._entries.get(upload_id, (None, 0.0))
+        if info is not None and until <= now:
             del self._entries[upload_id]
             return None
-        return None if entry is None else entry[0]
+        return info
 
     def forget(self, upload_id: str) -> None:
         self._entries.pop(upload_id, None)
