@@ -28,7 +28,7 @@ import trio
 
 from ..errors import ClientDisconnected, HTTPError
 from ..http11.exchange import Exchange
-from ..request import Request
+from ..http11.upgrade import asks_to_upgrade
 from ..response import error_response
 from .scope import ScopeSettings, http_scope
 from .types import ASGIApp, Message, Scope
@@ -68,7 +68,7 @@ class ASGIHost:
             scope["extensions"]["tls"] = _tls_extension(stream)  # type: ignore[arg-type]
         exchange.request.client = scope["client"]  # for the access log, after proxy headers
         upgrade = (exchange.request.headers.get("upgrade") or "").lower()
-        if "websocket" in upgrade and _proposes_upgrade(exchange.request):
+        if "websocket" in upgrade and asks_to_upgrade(exchange.request):
             return serve_websocket_scope(self.app, scope, exchange, self.settings.websocket)
         return self._serve_http(scope, exchange)
 
@@ -84,15 +84,6 @@ class ASGIHost:
             raise
         if cycle.gone:
             raise ClientDisconnected("the client went away")
-
-
-def _proposes_upgrade(request: Request) -> bool:
-    """Whether an ``Upgrade`` field proposes anything (RFC 9110 §7.8): not in HTTP/1.0 (a
-    server MUST ignore it there), nor without the ``upgrade`` connection option its sender
-    MUST send.  Otherwise the request is plain HTTP, for the app to answer (as in uvicorn)."""
-    if request.http_version == "1.0":
-        return False
-    return "upgrade" in (token.lower() for token in request.headers.get_comma_list("connection"))
 
 
 def _tls_extension(stream: trio.SSLStream[Any]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from ..response import BaseResponse, Upgrade, error_response
 from ..transport import transport_for
 from .body import RequestBody
 from .exchange import Exchange, ExchangeApp
-from .finalizer import NO_CONTENT_STATUSES, finalizer_for
+from .finalizer import finalizer_for
 from .head import (
     EMPTY_LINE,
     INCOMPLETE,
@@ -304,10 +304,7 @@ class HTTPConnection:
                 self._close_requested = True
                 response = error_response(500, "the handler returned an invalid response")
                 response, head = await self._finalizer.finalize(request, response, last=True)
-            # A 204 or 304 has no content (RFC 9110 §6.4.1): a streamed body is dropped too.
-            head_only = (
-                request is not None and request.method == "HEAD"
-            ) or response.status in NO_CONTENT_STATUSES
+            head_only = request is not None and request.method == "HEAD"
             return response.status, await self._writer.write(head, response, head_only=head_only)
         except ResponseAborted as exc:
             log.error("%s: response aborted: %s", self._peer(), exc, exc_info=exc.__cause__)

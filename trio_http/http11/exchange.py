@@ -20,11 +20,11 @@ import trio
 
 from ..errors import ClientDisconnected
 from ..headers import Headers
+from ..protocol.rules import NO_CONTENT_STATUSES
 from ..request import Request
 from ..response import BaseResponse, Response
 from ..transport import Transport
 from .body import RequestBody
-from .finalizer import NO_CONTENT_STATUSES
 from .head import peer_name
 from .writer import ResponseAborted, ResponseWriter
 

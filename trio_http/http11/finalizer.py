@@ -30,13 +30,11 @@ from ..errors import HTTPError
 from ..headers import Headers
 from ..protocol.h11_events import ResponseHeadCache
 from ..protocol.httpdate import format_http_date
+from ..protocol.rules import NO_CONTENT_STATUSES
 from ..request import Request
-from ..response import BaseResponse, Response, error_response, reason_phrase
+from ..response import BaseResponse, error_response, reason_phrase
 
-__all__ = ["NO_CONTENT_STATUSES", "ResponseFinalizer", "finalizer_for"]
-
-#: Status codes that must not carry Content-Length (RFC 9110 §8.6) or a body.
-NO_CONTENT_STATUSES = frozenset({204, 304})
+__all__ = ["ResponseFinalizer", "finalizer_for"]
 
 
 class _DateCache:
@@ -159,10 +157,6 @@ class ResponseFinalizer:
         length = response.content_length
         if length is not None and response.status not in NO_CONTENT_STATUSES:
             raw.append((b"content-length", b"%d" % length))
-        elif length and isinstance(response, Response) and response.status in NO_CONTENT_STATUSES:
-            # A 204 or 304 has no content (RFC 9110 §6.4.1): h11 would refuse the body once
-            # the head is framed, and nothing at all would be sent.
-            response.body = b""
         if self._date_header and not own_date:
             raw.append((b"date", _date_cache.get()))
         if not own_server:

@@ -151,9 +151,7 @@ def restart_after_empty_lines(conn: h11.Connection, max_header_size: int) -> h11
 def served_version(version: bytes) -> str:
     """The HTTP version a request is served as: HTTP/1.2 and above as 1.1 (RFC 9110 §2.5);
     any other as sent (1.0, 1.1, or a major version that is refused with 505)."""
-    if version == b"1.1":
-        return "1.1"
-    if version.startswith(b"1.") and version > b"1.1":
+    if version.startswith(b"1.") and version >= b"1.1":
         return "1.1"
     return version.decode("ascii")
 

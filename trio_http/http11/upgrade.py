@@ -20,20 +20,25 @@ from ..response import Upgrade
 from ..transport import Transport
 from .writer import ResponseWriter
 
-__all__ = ["UpgradedStream", "hand_over", "may_switch", "switch"]
+__all__ = ["UpgradedStream", "asks_to_upgrade", "hand_over", "may_switch", "switch"]
 
 log = logging.getLogger("trio_http.error")
 
 
-def may_switch(conn: h11.Connection, request: Request) -> bool:
-    """Whether the client asked to upgrade (HTTP/1.1, ``Upgrade`` and ``Connection: upgrade``,
-    RFC 9110 §7.8) and its request is complete."""
+def asks_to_upgrade(request: Request) -> bool:
+    """Whether *request* proposes another protocol (RFC 9110 §7.8): HTTP/1.1 (a server MUST
+    ignore ``Upgrade`` in HTTP/1.0) with the ``upgrade`` connection option its sender MUST
+    send.  Which protocol is ``Upgrade``'s to say."""
     connection = (request.headers.get("connection") or "").lower()
-    return (
-        conn.their_state is MIGHT_SWITCH_PROTOCOL
-        and request.http_version == "1.1"
-        and "upgrade" in (token.strip() for token in connection.split(","))
+    return request.http_version == "1.1" and "upgrade" in (
+        token.strip() for token in connection.split(",")
     )
+
+
+def may_switch(conn: h11.Connection, request: Request) -> bool:
+    """Whether the client asked to upgrade (:func:`asks_to_upgrade`) and its request is
+    complete."""
+    return conn.their_state is MIGHT_SWITCH_PROTOCOL and asks_to_upgrade(request)
 
 
 async def switch(

@@ -21,6 +21,7 @@ import h11
 
 from ..errors import ClientDisconnected
 from ..protocol.h11_events import END_OF_MESSAGE
+from ..protocol.rules import NO_CONTENT_STATUSES
 from ..response import BaseResponse, FileResponse, Response
 from ..transport import Transport
 
@@ -80,11 +81,12 @@ class ResponseWriter:
     async def write(self, head: h11.Response, response: BaseResponse, *, head_only: bool) -> int:
         """Send *head* and the body of *response*; returns the body bytes sent.
 
-        Raises :class:`ClientDisconnected` if the client goes away and :class:`ResponseAborted`
-        if the body fails; either way the connection must be aborted.  Does not close
-        *response*.
+        With *head_only* (``HEAD``), and for a status without content (204, 304: RFC 9110
+        §6.4.1), the body is not sent.  Raises :class:`ClientDisconnected` if the client goes
+        away and :class:`ResponseAborted` if the body fails; either way the connection must be
+        aborted.  Does not close *response*.
         """
-        if head_only:
+        if head_only or head.status_code in NO_CONTENT_STATUSES:
             await self._transport.send(self._frame(head) + self._frame(END_OF_MESSAGE))
             return 0
         sent = 0

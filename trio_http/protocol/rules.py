@@ -20,6 +20,7 @@ from ..errors import BodyTooLarge, HTTPError
 
 __all__ = [
     "H11_UNKNOWN_CODING",
+    "NO_CONTENT_STATUSES",
     "Limits",
     "RequestFacts",
     "UnreadBody",
@@ -32,6 +33,11 @@ __all__ = [
     "target_authority",
     "transfer_coding_error",
 ]
+
+
+#: Statuses whose responses have no content, and so no body nor Content-Length (RFC 9110
+#: §6.4.1, §8.6): a body a handler gives them is not sent.
+NO_CONTENT_STATUSES = frozenset({204, 304})
 
 
 class Limits(Protocol):
@@ -110,14 +116,11 @@ def check_request(
     *fields* are the event's headers as a list, if the caller has one (h11's own sequence is
     slower to walk).
     """
-    version = event.http_version
-    client_close = version != b"1.1"
-    if version != b"1.1" and version != b"1.0":
-        # RFC 9110 §2.5: a higher minor version of HTTP/1 is served as HTTP/1.1 (h11 gives
-        # "d.d", and frames anything above 1.0 as 1.1); another major version gets 505.
-        if not version.startswith(b"1."):
-            return HTTPError(505, "this server speaks HTTP versions 1.0 and 1.1", close=True)
-        client_close = False
+    # RFC 9110 §2.5: a later minor version of HTTP/1 is served as HTTP/1.1 (h11 gives "d.d",
+    # and frames anything above 1.0 as 1.1); another major version gets 505.
+    if not event.http_version.startswith(b"1."):
+        return HTTPError(505, "this server speaks HTTP versions 1.0 and 1.1", close=True)
+    client_close = event.http_version == b"1.0"
     # h11 enforces max_incomplete_event_size only while a head is incomplete; a large head
     # that arrives in one read gets through, so measure it (close enough: CRLFs, ": ").
     head_size = len(event.method) + len(event.target) + 12
